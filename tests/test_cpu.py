@@ -1,0 +1,106 @@
+"""The Numba CPU kernels (serial and parallel, NCHW and NHWC) against the plain-loop reference."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import poolkit
+from poolkit import cpu, reference
+from strategies import pool2d_problem
+
+SETTINGS = settings(max_examples=150, deadline=None)
+
+
+@SETTINGS
+@given(pool2d_problem(op="max", dtypes=("float32", "float64", "int8", "int32", "uint16", "int64")))
+def test_max_pool2d_matches_reference(problem):
+    x, kw, layout = problem
+    want, want_idx = reference.max_pool2d(x, return_indices=True, layout=layout, **kw)
+    for parallel in (False, True):
+        got = cpu.max_pool2d(x, layout=layout, parallel=parallel, **kw)
+        got2, idx = cpu.max_pool2d(x, return_indices=True, layout=layout, parallel=parallel, **kw)
+        assert got.dtype == x.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got2, want)
+        assert idx.dtype == np.int64
+        np.testing.assert_array_equal(idx, want_idx)
+
+
+@SETTINGS
+@given(pool2d_problem(op="avg"))
+def test_avg_pool2d_matches_reference(problem):
+    x, kw, layout = problem
+    want = reference.avg_pool2d(x, layout=layout, **kw)
+    for parallel in (False, True):
+        got = cpu.avg_pool2d(x, layout=layout, parallel=parallel, **kw)
+        assert got.dtype == x.dtype and got.shape == want.shape
+        # same summation order and divisor dtype as the reference: bitwise equal
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_layouts_agree(layout):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 11, 7)).astype(np.float32)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for fn, kw in [(poolkit.max_pool2d, dict(kernel_size=3, stride=2, padding=1, dilation=(1, 2))),
+                   (poolkit.avg_pool2d, dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True))]:
+        a = fn(x, **kw)
+        b = fn(xl, layout="NHWC", **kw)
+        np.testing.assert_array_equal(a, b.transpose(0, 3, 1, 2))
+
+
+def test_seed_example():
+    x = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(poolkit.max_pool2d(x, 2, 2)[0, 0], [[6, 8], [14, 16]])
+    np.testing.assert_array_equal(poolkit.avg_pool2d(x, 2, 2)[0, 0], [[3.5, 5.5], [11.5, 13.5]])
+
+
+def test_nan_propagates_and_last_nan_index():
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan]]]], dtype=np.float32)
+    out, idx = poolkit.max_pool2d(x, (1, 4), return_indices=True)
+    assert np.isnan(out[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 3
+
+
+def test_ties_first_max():
+    x = np.array([[[[5, 5], [5, 5]]]], dtype=np.int32)
+    out, idx = poolkit.max_pool2d(x, 2, return_indices=True)
+    assert out[0, 0, 0, 0] == 5 and idx[0, 0, 0, 0] == 0
+
+
+def test_int_min_values_get_real_indices():
+    x = np.full((1, 1, 3, 3), np.iinfo(np.int16).min, dtype=np.int16)
+    out, idx = poolkit.max_pool2d(x, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(idx[0, 0], [[0, 1], [3, 4]])
+
+
+def test_unusual_but_valid_inputs():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 6, 5))
+    ref = reference.max_pool2d(x, 2)
+    # N = 0
+    assert poolkit.max_pool2d(x[:0], 2).shape == (0, 3, 3, 2)
+    assert poolkit.avg_pool2d(x[:0], 2, layout="NHWC").shape == (0, 1, 3, 5)  # H=3, W=6, C=5
+    # read-only
+    ro = x.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(poolkit.max_pool2d(ro, 2), ref)
+    # big-endian
+    be = x.astype(">f8")
+    np.testing.assert_array_equal(poolkit.max_pool2d(be, 2), ref)
+    assert poolkit.max_pool2d(be, 2).dtype == np.float64
+    np.testing.assert_array_equal(poolkit.avg_pool2d(be, 2), reference.avg_pool2d(x, 2))
+    # non-contiguous: transposed and reversed views
+    xt = x.transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(poolkit.max_pool2d(xt, 2), reference.max_pool2d(np.ascontiguousarray(xt), 2))
+    xr = x[:, ::-1, ::-1]
+    np.testing.assert_array_equal(poolkit.avg_pool2d(xr, 3, 1, 1), reference.avg_pool2d(xr.copy(), 3, 1, 1))
+    # 1-pixel output, unbatched
+    assert poolkit.max_pool2d(x[0], (6, 5)).shape == (3, 1, 1)
+    np.testing.assert_array_equal(poolkit.max_pool2d(x[0], (6, 5))[:, 0, 0], x[0].max(axis=(1, 2)))
+
+
+def test_big_endian_uint16_like_dicom():
+    x = (np.arange(64, dtype=">u2") * 1000).reshape(1, 8, 8)
+    out = poolkit.max_pool2d(x, 4)
+    assert out.dtype == np.uint16 and out.dtype.isnative
+    np.testing.assert_array_equal(out[0], [[27000, 31000], [59000, 63000]])

@@ -1,0 +1,96 @@
+"""Bad input gets a ValueError/TypeError naming the argument, before any kernel runs."""
+import numpy as np
+import pytest
+
+import poolkit
+from poolkit import cpu, reference
+
+X = np.zeros((1, 2, 6, 6), dtype=np.float32)
+
+MAX_CASES = [
+    (dict(x=[[1.0]]), TypeError, "x must be a NumPy array"),
+    (dict(x=np.zeros((6, 6), np.float32)), ValueError, "x must be 4-d NCHW"),
+    (dict(x=np.zeros((1, 1, 1, 6, 6), np.float32)), ValueError, "5-d"),
+    (dict(x=X.astype(np.complex64)), TypeError, "dtype"),
+    (dict(x=X.astype(object)), TypeError, "dtype"),
+    (dict(x=X.astype(bool)), TypeError, "dtype"),
+    (dict(x=X.astype(np.float16)), TypeError, "float32 or float64"),
+    (dict(kernel_size=0), ValueError, "kernel_size must be positive"),
+    (dict(kernel_size=(2, 2, 2)), ValueError, "kernel_size must be an int or a sequence of 2 ints"),
+    (dict(kernel_size=2.5), TypeError, "kernel_size"),
+    (dict(kernel_size=(2, 2.0)), TypeError, "kernel_size must contain ints"),
+    (dict(kernel_size=True), TypeError, "kernel_size"),
+    (dict(stride=0), ValueError, "stride must be positive"),
+    (dict(stride=-1), ValueError, "stride"),
+    (dict(dilation=0), ValueError, "dilation must be positive"),
+    (dict(padding=-1), ValueError, "padding must be >= 0"),
+    (dict(padding=2), ValueError, "padding must be at most half of kernel_size"),
+    (dict(kernel_size=7), ValueError, "larger than the padded input"),
+    (dict(kernel_size=2, padding=1, dilation=7), ValueError, "reads no input cell"),
+    (dict(layout="NCWH"), ValueError, "layout must be 'NCHW' or 'NHWC'"),
+    (dict(layout=None), TypeError, "layout"),
+    (dict(ceil_mode="yes"), TypeError, "ceil_mode must be a bool"),
+    (dict(return_indices=1), TypeError, "return_indices must be a bool"),
+    (dict(x=np.zeros((1, 0, 6, 6), np.float32)), ValueError, "non-zero channel and spatial"),
+    (dict(x=np.zeros((1, 2, 0, 6), np.float32)), ValueError, "non-zero channel and spatial"),
+]
+
+
+@pytest.mark.parametrize("impl", [poolkit.max_pool2d, cpu.max_pool2d, reference.max_pool2d])
+@pytest.mark.parametrize("override,exc,msg", MAX_CASES)
+def test_max_pool2d_errors(impl, override, exc, msg):
+    kw = dict(x=X, kernel_size=2)
+    kw.update(override)
+    with pytest.raises(exc, match=msg.replace("(", r"\(").replace(")", r"\)")) as info:
+        impl(**kw)
+    assert "max_pool2d" in str(info.value)
+
+
+AVG_CASES = [
+    (dict(x=X.astype(np.int32)), TypeError, "float32 or float64"),
+    (dict(divisor_override=0), ValueError, "divisor_override must be a positive int"),
+    (dict(divisor_override=1.5), TypeError, "divisor_override"),
+    (dict(count_include_pad=None), TypeError, "count_include_pad must be a bool"),
+    (dict(kernel_size=(3, 2), padding=(1, 2)), ValueError, "padding must be at most half"),
+    (dict(x=np.zeros((6, 6, 2), np.float32), layout="NHWC", kernel_size=8), ValueError, "larger than"),
+]
+
+
+@pytest.mark.parametrize("impl", [poolkit.avg_pool2d, cpu.avg_pool2d, reference.avg_pool2d])
+@pytest.mark.parametrize("override,exc,msg", AVG_CASES)
+def test_avg_pool2d_errors(impl, override, exc, msg):
+    kw = dict(x=X, kernel_size=2)
+    kw.update(override)
+    with pytest.raises(exc, match=msg) as info:
+        impl(**kw)
+    assert "avg_pool2d" in str(info.value)
+
+
+def test_errors_raised_before_compiling(monkeypatch):
+    """Validation happens in Python: no kernel is called for bad input."""
+    called = []
+    for key in list(cpu.KERNELS):
+        monkeypatch.setitem(cpu.KERNELS, key, lambda *a, **k: called.append(a))
+    with pytest.raises(ValueError):
+        poolkit.max_pool2d(X, 2, padding=5)
+    with pytest.raises(TypeError):
+        poolkit.avg_pool2d(X.astype(np.int64), 2)
+    assert called == []
+
+
+def test_signature_mirrors_torch():
+    import inspect
+    expected = {
+        "max_pool2d": [("kernel_size", inspect._empty), ("stride", None), ("padding", 0), ("dilation", 1),
+                       ("ceil_mode", False), ("return_indices", False)],
+        "avg_pool2d": [("kernel_size", inspect._empty), ("stride", None), ("padding", 0), ("ceil_mode", False),
+                       ("count_include_pad", True), ("divisor_override", None)],
+    }
+    for name, want in expected.items():
+        ps = list(inspect.signature(getattr(poolkit, name)).parameters.values())
+        assert ps[0].name == "x"
+        assert [(p.name, p.default) for p in ps[1:] if p.kind != p.KEYWORD_ONLY] == want
+        assert [p.name for p in ps if p.kind == p.KEYWORD_ONLY] == ["layout"]
+    torch = pytest.importorskip("torch")
+    t = inspect.signature(torch.nn.functional._max_pool2d).parameters
+    assert [(n, p.default) for n, p in list(t.items())[1:]] == expected["max_pool2d"]
