@@ -22,6 +22,19 @@ The rules are PyTorch's (``aten/src/ATen/native/Pool.h``):
   ``divisor_override`` replaces both.  The divisor is a product over dimensions
   of per-dimension counts, so :func:`avg_divisor_table` returns one small table
   per dimension.
+
+Beyond PyTorch, ``padding`` may be a string (TensorFlow/Keras semantics):
+
+* ``"valid"`` -- no padding (``padding=0``).
+* ``"same"`` -- ``out = ceil(L / s)``; the total padding
+  ``max((out-1)*s + d*(k-1) + 1 - L, 0)`` is split with the odd cell at the *end*
+  (``padding`` is the begin part, ``padding_end`` the end part). Padded cells never
+  win a max and are never counted in an average (``count_include_pad`` is
+  ignored); ``ceil_mode=True`` is refused.
+
+Adaptive pooling (PyTorch's ``adaptive_*_pool``) splits ``L`` cells into ``out``
+bins ``[floor(i*L/out), ceil((i+1)*L/out))`` (uneven and possibly overlapping):
+:func:`adaptive_bins`, :func:`make_adaptive_geometry`.
 """
 from __future__ import annotations
 
@@ -41,10 +54,23 @@ __all__ = [
     "avg_divisor_table",
     "window_range",
     "LAYOUTS",
+    "PADDING_MODES",
+    "window_extents",
+    "covering_windows",
+    "adaptive_bins",
+    "AdaptiveGeometry",
+    "make_adaptive_geometry",
+    "unpool_output_size",
+    "check_norm_type",
+    "check_indices",
+    "check_grad_output",
 ]
 
 #: Accepted layouts per number of spatial dimensions: (channels-first, channels-last).
 LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+
+#: String paddings accepted by max/avg pooling (TensorFlow/Keras semantics).
+PADDING_MODES = ("same", "valid")
 
 
 def _is_int(v) -> bool:
@@ -115,15 +141,28 @@ class PoolGeometry:
     padding: tuple[int, ...]
     dilation: tuple[int, ...]
     ceil_mode: bool
+    #: Padding after the input along each dimension; ``None`` means "same as ``padding``"
+    #: (always the case except for ``padding="same"`` with an odd total padding).
+    padding_end: tuple[int, ...] | None = None
+    #: ``"explicit"`` (integer padding), ``"same"`` or ``"valid"``.
+    padding_mode: str = "explicit"
+
+    def __post_init__(self):
+        if self.padding_end is None:
+            object.__setattr__(self, "padding_end", self.padding)
 
     @property
     def nd(self) -> int:
         return len(self.in_size)
 
     def describe(self) -> str:
+        if self.padding_mode == "explicit":
+            pad = f"padding {self.padding}"
+        else:
+            pad = f"padding={self.padding_mode!r} (begin {self.padding}, end {self.padding_end})"
         return (
             f"{self.op}: input {self.in_size} -> output {self.out_size} "
-            f"(kernel {self.kernel}, stride {self.stride}, padding {self.padding}, "
+            f"(kernel {self.kernel}, stride {self.stride}, {pad}, "
             f"dilation {self.dilation}, ceil_mode={self.ceil_mode})"
         )
 
@@ -148,18 +187,39 @@ def make_geometry(
         s = k
     else:
         s = normalize_tuple(stride, nd, "stride", op, minimum=1)
-    p = normalize_tuple(padding, nd, "padding", op, minimum=0)
+    mode = "explicit"
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in PADDING_MODES:
+            raise ValueError(
+                f"{op}: padding must be an int, a sequence of {nd} ints, 'same' or 'valid', "
+                f"got {padding!r}"
+            )
+    else:
+        p = normalize_tuple(padding, nd, "padding", op, minimum=0)
     d = normalize_tuple(dilation, nd, "dilation", op, minimum=1)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__} {ceil_mode!r}")
     ceil_mode = bool(ceil_mode)
-    for i in range(nd):
-        if p[i] > k[i] // 2:
+    pe = None
+    if mode == "same":
+        if ceil_mode:
             raise ValueError(
-                f"{op}: padding must be at most half of kernel_size, got padding={padding!r} "
-                f"with kernel_size={kernel_size!r} (dimension {i}: {p[i]} > {k[i]}//2)"
+                f"{op}: ceil_mode=True cannot be combined with padding='same' "
+                "(the output size is always ceil(L / stride))"
             )
-    out = tuple(pool_output_size(in_size[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(nd))
+        p, pe = same_padding(in_size, k, s, d)
+        out = tuple(-(-in_size[i] // s[i]) for i in range(nd))
+    else:
+        if mode == "valid":
+            p = (0,) * nd
+        for i in range(nd):
+            if p[i] > k[i] // 2:
+                raise ValueError(
+                    f"{op}: padding must be at most half of kernel_size, got padding={padding!r} "
+                    f"with kernel_size={kernel_size!r} (dimension {i}: {p[i]} > {k[i]}//2)"
+                )
+        out = tuple(pool_output_size(in_size[i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(nd))
     for i in range(nd):
         if out[i] < 1:
             eff = d[i] * (k[i] - 1) + 1
@@ -180,7 +240,25 @@ def make_geometry(
                         f"output position {o} of spatial dimension {i} reads no input cell "
                         f"(input size {in_size[i]}); reduce padding or dilation"
                     )
-    return PoolGeometry(op, in_size, out, k, s, p, d, ceil_mode)
+    return PoolGeometry(op, in_size, out, k, s, p, d, ceil_mode, pe, mode)
+
+
+def same_padding(in_size, kernel, stride, dilation):
+    """Begin and end paddings of ``padding="same"`` (TensorFlow's rule).
+
+    ``out = ceil(L/s)``; the total padding ``max((out-1)*s + d*(k-1) + 1 - L, 0)``
+    is split as ``total // 2`` before and the rest (one more when odd) after.
+
+    >>> same_padding((5,), (2,), (1,), (1,))
+    ((0,), (1,))
+    """
+    begin, end = [], []
+    for L, k, s, d in zip(in_size, kernel, stride, dilation):
+        out = -(-L // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - L, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+    return tuple(begin), tuple(end)
 
 
 def avg_divisor_table(geom: PoolGeometry, count_include_pad: bool) -> list[np.ndarray]:
@@ -189,13 +267,16 @@ def avg_divisor_table(geom: PoolGeometry, count_include_pad: bool) -> list[np.nd
     ``table[i][o]`` is the number of cells window ``o`` covers along dimension ``i``:
     clipped to the padded input ``[-p, L+p)`` when ``count_include_pad`` (the
     ceil_mode overhang past the right padding never counts), else to ``[0, L)``.
+    With ``padding="same"`` the count is always clipped to ``[0, L)``.
     """
+    if geom.padding_mode == "same":
+        count_include_pad = False  # TensorFlow: padded cells are never counted
     tables = []
     for i in range(geom.nd):
         L, k, s, p = geom.in_size[i], geom.kernel[i], geom.stride[i], geom.padding[i]
         o = np.arange(geom.out_size[i], dtype=np.int64)
         start = o * s - p
-        end = np.minimum(start + k, L + p)
+        end = np.minimum(start + k, L + geom.padding_end[i])
         if count_include_pad:
             cnt = end - start
         else:
@@ -279,3 +360,184 @@ def check_bool(value, name: str, op: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+# ------------------------------------------------------------------ windows, for backward and explain
+def window_extents(geom: PoolGeometry) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per dimension, ``(start, stop)`` of every window's span in input coordinates.
+
+    ``start = o*s - p`` and ``stop = start + d*(k-1) + 1``, unclipped: cells below
+    0 or at/after ``L`` are padding (or, past ``L + padding_end``, a ceil_mode
+    overhang that is no cell at all). With dilation the window reads only every
+    ``d``-th cell of its span.
+    """
+    spans = []
+    for i in range(geom.nd):
+        o = np.arange(geom.out_size[i], dtype=np.int64)
+        start = o * geom.stride[i] - geom.padding[i]
+        spans.append((start, start + geom.dilation[i] * (geom.kernel[i] - 1) + 1))
+    return spans
+
+
+def covering_windows(start, stop, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each input index ``i < L``, the output range ``[lo[i], hi[i])`` whose spans contain ``i``.
+
+    ``start`` and ``stop`` are the per-window spans along one dimension (both
+    non-decreasing, as for regular and adaptive windows). A gradient written as a
+    gather -- each input cell sums over the windows that read it -- loops over
+    exactly this range, in increasing order.
+
+    >>> lo, hi = covering_windows(np.array([0, 2]), np.array([3, 5]), 5)
+    >>> lo.tolist(), hi.tolist()
+    ([0, 0, 0, 1, 1], [1, 1, 2, 2, 2])
+    """
+    i = np.arange(L, dtype=np.int64)
+    start = np.asarray(start, dtype=np.int64)
+    stop = np.asarray(stop, dtype=np.int64)
+    lo = np.searchsorted(stop, i, side="right")  # first window with stop > i
+    hi = np.searchsorted(start, i, side="right")  # first window with start > i
+    return lo.astype(np.int64), np.maximum(hi, lo).astype(np.int64)
+
+
+# ------------------------------------------------------------------ adaptive pooling
+def adaptive_bins(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive bins: ``start = floor(i*L/out)``, ``stop = ceil((i+1)*L/out)``.
+
+    Integer arithmetic only (PyTorch's ``start_index``/``end_index``). Bins are
+    uneven when ``out`` does not divide ``L`` and overlap when neither divides.
+
+    >>> [a.tolist() for a in adaptive_bins(5, 3)]
+    [[0, 1, 3], [2, 4, 5]]
+    """
+    o = np.arange(out, dtype=np.int64)
+    return (o * L) // out, -((-(o + 1) * L) // out)
+
+
+@dataclass(frozen=True)
+class AdaptiveGeometry:
+    """Validated geometry of one adaptive pooling call: bin ``[start, stop)`` per output index."""
+
+    op: str
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+    stops: tuple[tuple[int, ...], ...]
+
+    @property
+    def nd(self) -> int:
+        return len(self.in_size)
+
+    def bins(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, stop)`` arrays of the bins along spatial dimension ``i``."""
+        return (np.asarray(self.starts[i], dtype=np.int64), np.asarray(self.stops[i], dtype=np.int64))
+
+    def describe(self) -> str:
+        return f"{self.op}: input {self.in_size} -> output {self.out_size} (adaptive bins)"
+
+
+def make_adaptive_geometry(op: str, in_size, output_size) -> AdaptiveGeometry:
+    """Validate ``output_size`` (an int, or ``nd`` ints/``None``; ``None`` keeps that size).
+
+    Sizes must be ``>= 0`` (PyTorch allows an empty output).
+    """
+    in_size = tuple(int(v) for v in in_size)
+    nd = len(in_size)
+    expected = f"an int or a sequence of {nd} ints (None keeps that size)"
+    if _is_int(output_size):
+        items = (operator.index(output_size),) * nd
+    elif isinstance(output_size, (tuple, list)):
+        if len(output_size) != nd:
+            raise ValueError(f"{op}: output_size must be {expected}, got {output_size!r} "
+                             f"(length {len(output_size)})")
+        if not all(v is None or _is_int(v) for v in output_size):
+            raise TypeError(f"{op}: output_size must contain ints or None only, got {output_size!r}")
+        items = tuple(in_size[i] if v is None else operator.index(v) for i, v in enumerate(output_size))
+    else:
+        raise TypeError(f"{op}: output_size must be {expected}, got {type(output_size).__name__} "
+                        f"{output_size!r}")
+    if any(v < 0 for v in items):
+        raise ValueError(f"{op}: output_size must be >= 0, got {output_size!r}")
+    starts, stops = [], []
+    for L, o in zip(in_size, items):
+        a, b = adaptive_bins(L, o)
+        starts.append(tuple(int(v) for v in a))
+        stops.append(tuple(int(v) for v in b))
+    return AdaptiveGeometry(op, in_size, items, tuple(starts), tuple(stops))
+
+
+# ------------------------------------------------------------------ lp pooling, unpooling, gradients
+def check_norm_type(norm_type, op: str) -> float:
+    """``norm_type`` must be a real number other than 0 and NaN (``inf`` means max of |x|)."""
+    if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, numbers.Real):
+        raise TypeError(f"{op}: norm_type must be a real number, got {type(norm_type).__name__} {norm_type!r}")
+    value = float(norm_type)
+    if value == 0 or value != value:
+        raise ValueError(f"{op}: norm_type must be non-zero and not NaN, got {norm_type!r}")
+    return value
+
+
+def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_size) -> tuple[int, ...]:
+    """Spatial output size of ``max_unpool`` (PyTorch's ``_unpool_output_size``).
+
+    Default ``(L - 1)*s + k - 2*p``; an explicit ``output_size`` (``nd`` or
+    ``nd + 2`` ints) must lie strictly between ``default - s`` and ``default + s``.
+    """
+    in_size = tuple(int(v) for v in in_size)
+    nd = len(in_size)
+    k = normalize_tuple(kernel_size, nd, "kernel_size", op, minimum=1)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        s = k
+    else:
+        s = normalize_tuple(stride, nd, "stride", op, minimum=1)
+    p = normalize_tuple(padding, nd, "padding", op, minimum=0)
+    default = tuple((in_size[i] - 1) * s[i] + k[i] - 2 * p[i] for i in range(nd))
+    if output_size is None:
+        size = default
+    else:
+        if _is_int(output_size) and nd == 1:
+            output_size = (output_size,)
+        if not isinstance(output_size, (tuple, list)) or not all(_is_int(v) for v in output_size):
+            raise TypeError(f"{op}: output_size must be None or a sequence of {nd} (or {nd + 2}) ints, "
+                            f"got {output_size!r}")
+        size = tuple(int(v) for v in output_size)
+        if len(size) == nd + 2:
+            size = size[2:]
+        if len(size) != nd:
+            raise ValueError(f"{op}: output_size must contain {nd} or {nd + 2} elements, "
+                             f"got {output_size!r} (length {len(output_size)})")
+        for i in range(nd):
+            lo, hi = default[i] - s[i], default[i] + s[i]
+            if not lo < size[i] < hi:
+                raise ValueError(f"{op}: invalid output_size {output_size!r}: dimension {i} must be "
+                                 f"strictly between {lo} and {hi}")
+    for i in range(nd):
+        if size[i] <= 0:
+            raise ValueError(f"{op}: the output size {size} is empty along spatial dimension {i}; "
+                             f"check kernel_size, stride, padding and output_size")
+    return size
+
+
+def check_indices(indices, shape, op: str, *, name: str = "indices") -> np.ndarray:
+    """``indices`` must be an integer NumPy array with the given shape; returns it as int64."""
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array of int64 (as returned with "
+                        f"return_indices=True), got {type(indices).__name__}")
+    if indices.dtype.kind not in _INT_KINDS:
+        raise TypeError(f"{op}: {name} must have an integer dtype, got {indices.dtype}")
+    if tuple(indices.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(indices.shape)}")
+    return indices.astype(np.int64, copy=False)
+
+
+def check_grad_output(grad_output, x, shape, op: str) -> np.ndarray:
+    """``grad_output`` must be a NumPy array with the forward output's shape and ``x``'s dtype."""
+    if not isinstance(grad_output, np.ndarray):
+        raise TypeError(f"{op}: grad_output must be a NumPy array, got {type(grad_output).__name__}")
+    if tuple(grad_output.shape) != tuple(shape):
+        raise ValueError(f"{op}: grad_output must have the forward output's shape {tuple(shape)}, "
+                         f"got {tuple(grad_output.shape)}")
+    if grad_output.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
+        raise TypeError(f"{op}: grad_output must have x's dtype {x.dtype}, got {grad_output.dtype}")
+    if not grad_output.dtype.isnative:
+        grad_output = grad_output.astype(grad_output.dtype.newbyteorder("="))
+    return grad_output

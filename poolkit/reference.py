@@ -107,3 +107,597 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                     divisor = override if override else div_h[oh] * div_w[ow]
                     out[n, c, oh, ow] = total / x.dtype.type(divisor)
     return _finish(out, cl, batched)
+
+
+# =====================================================================================
+# The rest of the family, for any number of spatial dimensions (1-d, 2-d, 3-d).
+#
+# The loops below are written once for ``nd`` spatial dimensions: an output cell is
+# a tuple ``o`` of ``nd`` indices, a kernel tap a tuple ``t`` (``np.ndindex`` walks
+# them in scan order: last dimension fastest), and the input cell a tap reads is
+# ``o*s - p + t*d`` per dimension. Flat indices are per (spatial) plane/volume.
+# Each backward is the plain chain rule of its forward, written as a *scatter*:
+# every output cell hands its gradient to the input cells it read, in output scan
+# order (this is also the order PyTorch's CPU kernels accumulate in).
+# =====================================================================================
+import itertools  # noqa: E402
+import math  # noqa: E402
+
+__all__ += [
+    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
+    "global_max_pool2d_backward", "global_avg_pool2d_backward",
+    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
+    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
+]
+
+
+def _planes(x):
+    """All ``(n, c)`` pairs of a channels-first array."""
+    return itertools.product(range(x.shape[0]), range(x.shape[1]))
+
+
+def _taps(o, g):
+    """Input positions read by output cell ``o`` of geometry ``g`` (scan order), padding skipped."""
+    for t in np.ndindex(*g.kernel):
+        pos = tuple(o[i] * g.stride[i] - g.padding[i] + t[i] * g.dilation[i] for i in range(g.nd))
+        if all(0 <= pos[i] < g.in_size[i] for i in range(g.nd)):
+            yield pos
+
+
+def _bin_cells(o, ag):
+    """Input positions in adaptive bin ``o`` of adaptive geometry ``ag`` (scan order)."""
+    ranges = [range(ag.starts[i][o[i]], ag.stops[i][o[i]]) for i in range(ag.nd)]
+    return itertools.product(*ranges)
+
+
+def _argmax(x, n, c, cells, spatial):
+    """Max and its flat index over ``cells``: NaN wins (last NaN), ties go to the first."""
+    best, best_i = None, -1
+    for pos in cells:
+        v = x[(n, c) + pos]
+        if best is None or v > best or np.isnan(v):
+            best, best_i = v, int(np.ravel_multi_index(pos, spatial))
+    return best, best_i
+
+
+def _grad_prepare(grad_output, x, out_shape_cf, op, cl, batched):
+    """Check ``grad_output`` against the forward output and return it channels-first, batched."""
+    want = out_shape_cf
+    if cl:
+        want = (want[0],) + want[2:] + (want[1],)
+    if not batched:
+        want = want[1:]
+    g = G.check_grad_output(grad_output, x, want, op)
+    if not batched:
+        g = g[None]
+    return np.moveaxis(g, -1, 1) if cl else g
+
+
+def _user_indices(indices, out_shape_cf, op, cl, batched, n_cells):
+    """Check user-given indices (forward output's shape, values inside the plane)."""
+    want = out_shape_cf
+    if cl:
+        want = (want[0],) + want[2:] + (want[1],)
+    if not batched:
+        want = want[1:]
+    idx = G.check_indices(indices, want, op)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_cells):
+        raise ValueError(f"{op}: indices must lie in [0, {n_cells}) (flat positions in one "
+                         f"spatial plane of x), got values from {idx.min()} to {idx.max()}")
+    if not batched:
+        idx = idx[None]
+    return np.moveaxis(idx, -1, 1) if cl else idx
+
+
+def _scatter_indices(grad, idx, x_shape_cf, dtype):
+    """Route each output gradient to the input cell its index names (output scan order)."""
+    gx = np.zeros(x_shape_cf, dtype=dtype)
+    spatial = x_shape_cf[2:]
+    for n, c in _planes(gx):
+        for o in np.ndindex(*grad.shape[2:]):
+            pos = np.unravel_index(idx[(n, c) + o], spatial)
+            gx[(n, c) + pos] += grad[(n, c) + o]
+    return gx
+
+
+# ------------------------------------------------------------------ max pooling
+def _max_pool_nd(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout):
+    return_indices = G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    out = np.empty(x.shape[:2] + g.out_size, dtype=x.dtype)
+    idx = np.empty(out.shape, dtype=np.int64)
+    for n, c in _planes(x):
+        for o in np.ndindex(*g.out_size):
+            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial)
+    out = _finish(out, cl, batched)
+    return (out, _finish(idx, cl, batched)) if return_indices else out
+
+
+def _max_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation,
+                          ceil_mode, return_indices, indices, layout):
+    G.check_bool(return_indices, "return_indices", op)  # accepted so F's arguments pass unchanged
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    out_shape = x.shape[:2] + g.out_size
+    grad = _grad_prepare(grad_output, x, out_shape, op, cl, batched)
+    if indices is None:  # the forward's argmax
+        idx = np.empty(out_shape, dtype=np.int64)
+        for n, c in _planes(x):
+            for o in np.ndindex(*g.out_size):
+                idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial)[1]
+    else:
+        idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
+    return _finish(_scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCL"):
+    """1-D max pooling with plain loops (same arguments as :func:`poolkit.max_pool1d`)."""
+    return _max_pool_nd("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
+                        return_indices, layout)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCDHW"):
+    """3-D max pooling with plain loops (same arguments as :func:`poolkit.max_pool3d`)."""
+    return _max_pool_nd("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode,
+                        return_indices, layout)
+
+
+def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
+    """Gradient of :func:`max_pool1d` w.r.t. ``x``: each output gradient goes to its argmax."""
+    return _max_pool_nd_backward("max_pool1d_backward", 1, grad_output, x, kernel_size, stride,
+                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+
+
+def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
+    """Gradient of :func:`max_pool2d` w.r.t. ``x``: each output gradient goes to its argmax."""
+    return _max_pool_nd_backward("max_pool2d_backward", 2, grad_output, x, kernel_size, stride,
+                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+
+
+def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
+    """Gradient of :func:`max_pool3d` w.r.t. ``x``: each output gradient goes to its argmax."""
+    return _max_pool_nd_backward("max_pool3d_backward", 3, grad_output, x, kernel_size, stride,
+                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+
+
+# ------------------------------------------------------------------ average pooling
+def _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+               divisor_override, layout):
+    count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
+    override = G.check_divisor_override(divisor_override, op)
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
+    tables = G.avg_divisor_table(g, count_include_pad)
+
+    def divisor(o):
+        return override if override else math.prod(int(tables[i][o[i]]) for i in range(nd))
+
+    return x, cl, batched, g, divisor
+
+
+def _avg_pool_nd(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                 divisor_override, layout):
+    x, cl, batched, g, divisor = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
+                                            count_include_pad, divisor_override, layout)
+    out = np.empty(x.shape[:2] + g.out_size, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*g.out_size):
+            total = x.dtype.type(0)
+            for pos in _taps(o, g):  # padding adds zero
+                total = total + x[(n, c) + pos]
+            out[(n, c) + o] = total / x.dtype.type(divisor(o))
+    return _finish(out, cl, batched)
+
+
+def _avg_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
+                          count_include_pad, divisor_override, layout):
+    x, cl, batched, g, divisor = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
+                                            count_include_pad, divisor_override, layout)
+    grad = _grad_prepare(grad_output, x, x.shape[:2] + g.out_size, op, cl, batched)
+    gx = np.zeros(x.shape, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*g.out_size):
+            share = grad[(n, c) + o] / x.dtype.type(divisor(o))  # the same divisor as forward
+            for pos in _taps(o, g):
+                gx[(n, c) + pos] += share
+    return _finish(gx, cl, batched)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, layout="NCL"):
+    """1-D average pooling with plain loops (same arguments as :func:`poolkit.avg_pool1d`)."""
+    return _avg_pool_nd("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode,
+                        count_include_pad, None, layout)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, layout="NCDHW"):
+    """3-D average pooling with plain loops (same arguments as :func:`poolkit.avg_pool3d`)."""
+    return _avg_pool_nd("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode,
+                        count_include_pad, divisor_override, layout)
+
+
+def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, layout="NCL"):
+    """Gradient of :func:`avg_pool1d`: each output spreads ``grad / divisor`` over its window."""
+    return _avg_pool_nd_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride,
+                                 padding, ceil_mode, count_include_pad, None, layout)
+
+
+def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+    """Gradient of :func:`avg_pool2d`: each output spreads ``grad / divisor`` over its window."""
+    return _avg_pool_nd_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride,
+                                 padding, ceil_mode, count_include_pad, divisor_override, layout)
+
+
+def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
+    """Gradient of :func:`avg_pool3d`: each output spreads ``grad / divisor`` over its window."""
+    return _avg_pool_nd_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride,
+                                 padding, ceil_mode, count_include_pad, divisor_override, layout)
+
+
+# ------------------------------------------------------------------ adaptive pooling
+def _adaptive_max_nd(op, nd, x, output_size, return_indices, layout):
+    return_indices = G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    ag = G.make_adaptive_geometry(op, spatial, output_size)
+    out = np.empty(x.shape[:2] + ag.out_size, dtype=x.dtype)
+    idx = np.empty(out.shape, dtype=np.int64)
+    for n, c in _planes(x):
+        for o in np.ndindex(*ag.out_size):
+            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial)
+    out = _finish(out, cl, batched)
+    return (out, _finish(idx, cl, batched)) if return_indices else out
+
+
+def _adaptive_max_nd_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout):
+    G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    ag = G.make_adaptive_geometry(op, spatial, output_size)
+    out_shape = x.shape[:2] + ag.out_size
+    grad = _grad_prepare(grad_output, x, out_shape, op, cl, batched)
+    if indices is None:
+        idx = np.empty(out_shape, dtype=np.int64)
+        for n, c in _planes(x):
+            for o in np.ndindex(*ag.out_size):
+                idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial)[1]
+    else:
+        idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
+    return _finish(_scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
+
+
+def _adaptive_avg_nd(op, nd, x, output_size, layout):
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    ag = G.make_adaptive_geometry(op, spatial, output_size)
+    out = np.empty(x.shape[:2] + ag.out_size, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*ag.out_size):
+            total = x.dtype.type(0)
+            for pos in _bin_cells(o, ag):
+                total = total + x[(n, c) + pos]
+            for i in range(nd):  # PyTorch divides by one bin size after the other
+                total = total / x.dtype.type(ag.stops[i][o[i]] - ag.starts[i][o[i]])
+            out[(n, c) + o] = total
+    return _finish(out, cl, batched)
+
+
+def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout):
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    ag = G.make_adaptive_geometry(op, spatial, output_size)
+    grad = _grad_prepare(grad_output, x, x.shape[:2] + ag.out_size, op, cl, batched)
+    gx = np.zeros(x.shape, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*ag.out_size):
+            share = grad[(n, c) + o]
+            for i in range(nd):
+                share = share / x.dtype.type(ag.stops[i][o[i]] - ag.starts[i][o[i]])
+            for pos in _bin_cells(o, ag):
+                gx[(n, c) + pos] += share
+    return _finish(gx, cl, batched)
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
+    """1-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool1d`)."""
+    return _adaptive_max_nd("adaptive_max_pool1d", 1, x, output_size, return_indices, layout)
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
+    """2-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool2d`)."""
+    return _adaptive_max_nd("adaptive_max_pool2d", 2, x, output_size, return_indices, layout)
+
+
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
+    """3-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool3d`)."""
+    return _adaptive_max_nd("adaptive_max_pool3d", 3, x, output_size, return_indices, layout)
+
+
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
+    """1-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool1d`)."""
+    return _adaptive_avg_nd("adaptive_avg_pool1d", 1, x, output_size, layout)
+
+
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
+    """2-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool2d`)."""
+    return _adaptive_avg_nd("adaptive_avg_pool2d", 2, x, output_size, layout)
+
+
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
+    """3-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool3d`)."""
+    return _adaptive_avg_nd("adaptive_avg_pool3d", 3, x, output_size, layout)
+
+
+def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *,
+                                 indices=None, layout="NCL"):
+    """Gradient of :func:`adaptive_max_pool1d`: each bin's gradient goes to its argmax."""
+    return _adaptive_max_nd_backward("adaptive_max_pool1d_backward", 1, grad_output, x, output_size,
+                                     return_indices, indices, layout)
+
+
+def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *,
+                                 indices=None, layout="NCHW"):
+    """Gradient of :func:`adaptive_max_pool2d`: each bin's gradient goes to its argmax."""
+    return _adaptive_max_nd_backward("adaptive_max_pool2d_backward", 2, grad_output, x, output_size,
+                                     return_indices, indices, layout)
+
+
+def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *,
+                                 indices=None, layout="NCDHW"):
+    """Gradient of :func:`adaptive_max_pool3d`: each bin's gradient goes to its argmax."""
+    return _adaptive_max_nd_backward("adaptive_max_pool3d_backward", 3, grad_output, x, output_size,
+                                     return_indices, indices, layout)
+
+
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
+    """Gradient of :func:`adaptive_avg_pool1d`: each bin spreads ``grad / size`` over its cells."""
+    return _adaptive_avg_nd_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size, layout)
+
+
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
+    """Gradient of :func:`adaptive_avg_pool2d`: each bin spreads ``grad / size`` over its cells."""
+    return _adaptive_avg_nd_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size, layout)
+
+
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
+    """Gradient of :func:`adaptive_avg_pool3d`: each bin spreads ``grad / size`` over its cells."""
+    return _adaptive_avg_nd_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size, layout)
+
+
+# ------------------------------------------------------------------ global pooling
+def _global_out(out, keepdims, layout):
+    """Drop the unit spatial dims of an adaptive (1, 1) result unless ``keepdims``."""
+    if keepdims:
+        return out
+    if G.check_layout(layout, 2, "global pooling"):
+        return out[..., 0, 0, :]
+    return out[..., 0, 0]
+
+
+def _global_grad(grad_output, keepdims, layout, op):
+    if keepdims or not isinstance(grad_output, np.ndarray):
+        return grad_output
+    return grad_output[..., None, None, :] if G.check_layout(layout, 2, op) else grad_output[..., None, None]
+
+
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
+    """Max over all of H and W with plain loops (see :func:`poolkit.global_max_pool2d`)."""
+    G.check_bool(keepdims, "keepdims", "global_max_pool2d")
+    return _global_out(_adaptive_max_nd("global_max_pool2d", 2, x, 1, False, layout), keepdims, layout)
+
+
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
+    """Mean over all of H and W with plain loops (see :func:`poolkit.global_avg_pool2d`)."""
+    G.check_bool(keepdims, "keepdims", "global_avg_pool2d")
+    return _global_out(_adaptive_avg_nd("global_avg_pool2d", 2, x, 1, layout), keepdims, layout)
+
+
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+    """Gradient of :func:`global_max_pool2d`."""
+    op = "global_max_pool2d_backward"
+    G.check_bool(keepdims, "keepdims", op)
+    return _adaptive_max_nd_backward(op, 2, _global_grad(grad_output, keepdims, layout, op), x, 1,
+                                     False, None, layout)
+
+
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+    """Gradient of :func:`global_avg_pool2d`."""
+    op = "global_avg_pool2d_backward"
+    G.check_bool(keepdims, "keepdims", op)
+    return _adaptive_avg_nd_backward(op, 2, _global_grad(grad_output, keepdims, layout, op), x, 1, layout)
+
+
+# ------------------------------------------------------------------ power-average (Lp) pooling
+# PyTorch: lp_pool(x) = (sign(a) * relu(|a|) * prod(kernel)) ** (1/p) with
+# a = avg_pool(x**p, kernel, stride, padding=0, ceil_mode) -- so a ceil_mode window
+# that overhangs the input is averaged over its real cells and then multiplied by
+# the *full* kernel size. norm_type = inf is max_pool(|x|), -inf is -max_pool(-|x|).
+def _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
+    p = G.check_norm_type(norm_type, op)
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    g = G.make_geometry(op, spatial, kernel_size, stride, 0, 1, ceil_mode)
+    return p, x, cl, batched, g
+
+
+def _lp_pool_nd(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
+    p, x, cl, batched, g = _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout)
+    t = x.dtype.type
+    div = G.avg_divisor_table(g, True)
+    K = math.prod(g.kernel)
+    out = np.empty(x.shape[:2] + g.out_size, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*g.out_size):
+            if math.isinf(p):
+                sign = 1 if p > 0 else -1
+                best = None
+                for pos in _taps(o, g):  # max of sign*|x|, NaN wins
+                    v = sign * abs(x[(n, c) + pos])
+                    if best is None or v > best or np.isnan(v):
+                        best = v
+                out[(n, c) + o] = sign * best
+                continue
+            total = t(0)
+            for pos in _taps(o, g):
+                total = total + x[(n, c) + pos] ** p
+            a = total / t(math.prod(int(div[i][o[i]]) for i in range(nd)))
+            # PyTorch writes sign(a) * relu(|a|) * K: that is a * K in value (it only
+            # changes the gradient at a == 0, see the backward)
+            out[(n, c) + o] = (a * K) ** (1.0 / p)
+    return _finish(out, cl, batched)
+
+
+def _lp_pool_nd_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ceil_mode, layout):
+    p, x, cl, batched, g = _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout)
+    grad = _grad_prepare(grad_output, x, x.shape[:2] + g.out_size, op, cl, batched)
+    t = x.dtype.type
+    div = G.avg_divisor_table(g, True)
+    K = math.prod(g.kernel)
+    gx = np.zeros(x.shape, dtype=x.dtype)
+    for n, c in _planes(x):
+        for o in np.ndindex(*g.out_size):
+            gy = grad[(n, c) + o]
+            if math.isinf(p):
+                # y = s * max(s*|x|) with s = +-1: the gradient goes to the argmax of s*|x|,
+                # then through |x| (derivative sign(x), 0 at 0).
+                s = 1 if p > 0 else -1
+                best, best_pos = None, None
+                for pos in _taps(o, g):
+                    v = s * abs(x[(n, c) + pos])
+                    if best is None or v > best or np.isnan(v):
+                        best, best_pos = v, pos
+                gx[(n, c) + best_pos] += gy * np.sign(x[(n, c) + best_pos])
+                continue
+            total = t(0)
+            for pos in _taps(o, g):
+                total = total + x[(n, c) + pos] ** p
+            divisor = t(math.prod(int(div[i][o[i]]) for i in range(nd)))
+            a = total / divisor
+            b = a * K
+            # d/db b**(1/p), then *K, then through sign(a)*relu(|a|): derivative 1
+            # where a != 0 and 0 where a == 0 (PyTorch's "zero sum -> zero gradient").
+            gb = gy * ((1.0 / p) * b ** (1.0 / p - 1.0))
+            ga = gb * K
+            if a == 0:
+                ga = t(0)
+            share = ga / divisor  # average pooling's backward
+            for pos in _taps(o, g):
+                v = x[(n, c) + pos]
+                gx[(n, c) + pos] += share * (p * v ** (p - 1.0))  # d/dv v**p
+    return _finish(gx, cl, batched)
+
+
+def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL"):
+    """1-D power-average pooling with plain loops (see :func:`poolkit.lp_pool1d`)."""
+    return _lp_pool_nd("lp_pool1d", 1, x, norm_type, kernel_size, stride, ceil_mode, layout)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCHW"):
+    """2-D power-average pooling with plain loops (see :func:`poolkit.lp_pool2d`)."""
+    return _lp_pool_nd("lp_pool2d", 2, x, norm_type, kernel_size, stride, ceil_mode, layout)
+
+
+def lp_pool3d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCDHW"):
+    """3-D power-average pooling with plain loops (see :func:`poolkit.lp_pool3d`)."""
+    return _lp_pool_nd("lp_pool3d", 3, x, norm_type, kernel_size, stride, ceil_mode, layout)
+
+
+def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCL"):
+    """Gradient of :func:`lp_pool1d` (PyTorch's autograd chain, written out)."""
+    return _lp_pool_nd_backward("lp_pool1d_backward", 1, grad_output, x, norm_type, kernel_size,
+                                stride, ceil_mode, layout)
+
+
+def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCHW"):
+    """Gradient of :func:`lp_pool2d` (PyTorch's autograd chain, written out)."""
+    return _lp_pool_nd_backward("lp_pool2d_backward", 2, grad_output, x, norm_type, kernel_size,
+                                stride, ceil_mode, layout)
+
+
+def lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCDHW"):
+    """Gradient of :func:`lp_pool3d` (PyTorch's autograd chain, written out)."""
+    return _lp_pool_nd_backward("lp_pool3d_backward", 3, grad_output, x, norm_type, kernel_size,
+                                stride, ceil_mode, layout)
+
+
+# ------------------------------------------------------------------ max unpooling
+def _unpool_setup(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
+    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size)
+    idx = _user_indices(indices, x.shape, op, cl, batched, math.prod(size))
+    return x, cl, batched, size, idx
+
+
+def _max_unpool_nd(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
+    x, cl, batched, size, idx = _unpool_setup(op, nd, x, indices, kernel_size, stride, padding,
+                                              output_size, layout)
+    out = np.zeros(x.shape[:2] + size, dtype=x.dtype)
+    for n, c in _planes(x):
+        for i in np.ndindex(*x.shape[2:]):  # scan order: with repeated indices the last write wins
+            out[(n, c) + np.unravel_index(idx[(n, c) + i], size)] = x[(n, c) + i]
+    return _finish(out, cl, batched)
+
+
+def _max_unpool_nd_backward(op, nd, grad_output, x, indices, kernel_size, stride, padding,
+                            output_size, layout):
+    x, cl, batched, size, idx = _unpool_setup(op, nd, x, indices, kernel_size, stride, padding,
+                                              output_size, layout)
+    grad = _grad_prepare(grad_output, x, x.shape[:2] + size, op, cl, batched)
+    gx = np.empty(x.shape, dtype=x.dtype)
+    for n, c in _planes(x):
+        for i in np.ndindex(*x.shape[2:]):  # a gather: each input reads where it was written
+            gx[(n, c) + i] = grad[(n, c) + np.unravel_index(idx[(n, c) + i], size)]
+    return _finish(gx, cl, batched)
+
+
+def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCL"):
+    """1-D max unpooling with plain loops (see :func:`poolkit.max_unpool1d`)."""
+    return _max_unpool_nd("max_unpool1d", 1, x, indices, kernel_size, stride, padding, output_size, layout)
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCHW"):
+    """2-D max unpooling with plain loops (see :func:`poolkit.max_unpool2d`)."""
+    return _max_unpool_nd("max_unpool2d", 2, x, indices, kernel_size, stride, padding, output_size, layout)
+
+
+def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCDHW"):
+    """3-D max unpooling with plain loops (see :func:`poolkit.max_unpool3d`)."""
+    return _max_unpool_nd("max_unpool3d", 3, x, indices, kernel_size, stride, padding, output_size, layout)
+
+
+def max_unpool1d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCL"):
+    """Gradient of :func:`max_unpool1d` w.r.t. ``x``: ``grad_output`` read at ``indices``."""
+    return _max_unpool_nd_backward("max_unpool1d_backward", 1, grad_output, x, indices, kernel_size,
+                                   stride, padding, output_size, layout)
+
+
+def max_unpool2d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCHW"):
+    """Gradient of :func:`max_unpool2d` w.r.t. ``x``: ``grad_output`` read at ``indices``."""
+    return _max_unpool_nd_backward("max_unpool2d_backward", 2, grad_output, x, indices, kernel_size,
+                                   stride, padding, output_size, layout)
+
+
+def max_unpool3d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCDHW"):
+    """Gradient of :func:`max_unpool3d` w.r.t. ``x``: ``grad_output`` read at ``indices``."""
+    return _max_unpool_nd_backward("max_unpool3d_backward", 3, grad_output, x, indices, kernel_size,
+                                   stride, padding, output_size, layout)
