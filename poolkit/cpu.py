@@ -27,7 +27,7 @@ arguments with :mod:`poolkit.geometry` before any kernel runs.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, get_thread_id, njit, prange
 
 from . import geometry as G
 
@@ -41,21 +41,130 @@ def _njit_pair(fn):
     return serial, parallel
 
 
+# ---------------------------------------------------------------- helpers
+# Max and sum are both separable over the window: reduce the KH input rows of a
+# window into one padded row ``tmp`` first (pass 1: contiguous, vectorised),
+# then reduce KW columns of ``tmp`` into the output row (pass 2: from L1). Pass 1
+# never branches; pass 2 needs no bounds checks because ``tmp`` is padded with the
+# identity (-inf / min int for max, 0 for sum) and long enough for ceil_mode's
+# overhang. Max values are exactly the same in any order; sums are added column
+# by column (sum over kw of the sum over kh), see ``avg_pool2d``'s notes.
+
+@njit(inline="always")
+def _vmax(v, a):
+    # NaN-aware max: a NaN candidate always wins, a NaN accumulator is kept.
+    return v if (v > a) | (v != v) else a
+
+
+@njit(inline="always")
+def _row_max(t, xr, n):
+    for i in range(n):
+        t[i] = _vmax(xr[i], t[i])
+
+
+@njit(inline="always")
+def _row_add(t, xr, n):
+    for i in range(n):
+        t[i] += xr[i]
+
+
+@njit(inline="always")
+def _sweep_max(acc, tmp, OW, SW, off):
+    # literal strides let LLVM vectorise the (de)interleaved loads
+    if SW == 1:
+        for ow in range(OW):
+            acc[ow] = _vmax(tmp[ow + off], acc[ow])
+    elif SW == 2:
+        for ow in range(OW):
+            acc[ow] = _vmax(tmp[2 * ow + off], acc[ow])
+    else:
+        for ow in range(OW):
+            acc[ow] = _vmax(tmp[ow * SW + off], acc[ow])
+
+
+@njit(inline="always")
+def _sweep_add(acc, tmp, OW, SW, off):
+    if SW == 1:
+        for ow in range(OW):
+            acc[ow] += tmp[ow + off]
+    elif SW == 2:
+        for ow in range(OW):
+            acc[ow] += tmp[2 * ow + off]
+    else:
+        for ow in range(OW):
+            acc[ow] += tmp[ow * SW + off]
+
+
 # ---------------------------------------------------------------- NCHW kernels
 def _max_nchw(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        tmp = np.empty(T, dtype=out.dtype)
+        acc = np.empty(OW, dtype=out.dtype)
+        for oh in range(OH):
+            tmp[:] = init
+            hs = oh * SH - PH
+            for kh in range(KH):
+                ih = hs + kh * DH
+                if 0 <= ih < H:
+                    _row_max(tmp[PW:PW + W], x[n, c, ih], W)
+            acc[:] = init
+            for kw in range(KW):
+                _sweep_max(acc, tmp, OW, SW, kw * DW)
+            out[n, c, oh, :] = acc
+
+
+def _avg_nchw(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        tmp = np.empty(T, dtype=out.dtype)
+        acc = np.empty(OW, dtype=out.dtype)
+        for oh in range(OH):
+            tmp[:] = 0
+            hs = oh * SH - PH
+            for kh in range(KH):
+                ih = hs + kh
+                if 0 <= ih < H:
+                    _row_add(tmp[PW:PW + W], x[n, c, ih], W)
+            acc[:] = 0
+            for kw in range(KW):
+                _sweep_add(acc, tmp, OW, SW, kw)
+            if override > 0:
+                for ow in range(OW):
+                    out[n, c, oh, ow] = acc[ow] / override
+            else:
+                dh = div_h[oh]
+                for ow in range(OW):
+                    out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+
+
+def _max_idx_nchw(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # Indices need PyTorch's scan order (row by row, first max wins), so this kernel
+    # is not separable: it sweeps each window tap over the whole output row.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     for p in prange(N * C):
         n = p // C
         c = p - n * C
+        acc = np.empty(OW, dtype=out.dtype)
+        arg = np.empty(OW, dtype=np.int64)
         for oh in range(OH):
-            for ow in range(OW):
-                out[n, c, oh, ow] = init
+            acc[:] = init
+            arg[:] = -1
             hs = oh * SH - PH
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
                     continue
+                xr = x[n, c, ih]
                 for kw in range(KW):
                     off = kw * DW - PW
                     # ow range with 0 <= ow*SW + off < W
@@ -64,73 +173,72 @@ def _max_nchw(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
                     if hi > OW:
                         hi = OW
                     for ow in range(lo, hi):
-                        v = x[n, c, ih, ow * SW + off]
-                        if v > out[n, c, oh, ow] or v != v:
-                            out[n, c, oh, ow] = v
-
-
-def _max_idx_nchw(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    N, C, H, W = x.shape
-    OH, OW = out.shape[2], out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for oh in range(OH):
-            for ow in range(OW):
-                out[n, c, oh, ow] = init
-                idx[n, c, oh, ow] = -1
-            hs = oh * SH - PH
-            for kh in range(KH):
-                ih = hs + kh * DH
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    off = kw * DW - PW
-                    lo = 0 if off >= 0 else (-off + SW - 1) // SW
-                    hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
-                    if hi > OW:
-                        hi = OW
-                    for ow in range(lo, hi):
                         iw = ow * SW + off
-                        v = x[n, c, ih, iw]
-                        # idx < 0: first cell seen (needed for integer inputs equal to init)
-                        if v > out[n, c, oh, ow] or v != v or idx[n, c, oh, ow] < 0:
-                            out[n, c, oh, ow] = v
-                            idx[n, c, oh, ow] = ih * W + iw
+                        v = xr[iw]
+                        a = acc[ow]
+                        # arg < 0: first cell seen (integer inputs equal to init)
+                        if (v > a) | (v != v) | (arg[ow] < 0):
+                            acc[ow] = v
+                            arg[ow] = ih * W + iw
+            out[n, c, oh, :] = acc
+            idx[n, c, oh, :] = arg
 
 
-def _avg_nchw(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
-    N, C, H, W = x.shape
-    OH, OW = out.shape[2], out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for oh in range(OH):
-            for ow in range(OW):
-                out[n, c, oh, ow] = 0
-            hs = oh * SH - PH
-            for kh in range(KH):
-                ih = hs + kh
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    off = kw - PW
-                    lo = 0 if off >= 0 else (-off + SW - 1) // SW
-                    hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
-                    if hi > OW:
-                        hi = OW
-                    for ow in range(lo, hi):
-                        out[n, c, oh, ow] += x[n, c, ih, ow * SW + off]
-            if override > 0:
-                for ow in range(OW):
-                    out[n, c, oh, ow] = out[n, c, oh, ow] / override
-            else:
-                for ow in range(OW):
-                    out[n, c, oh, ow] = out[n, c, oh, ow] / (div_h[oh] * div_w[ow])
+def _global_max_flat(x, out, init):
+    # x: (P, L) contiguous planes, out: (P,). Eight independent accumulators (no
+    # allocation in the loop) so the compiler can overlap them; max is exact in
+    # any order.
+    P, L = x.shape
+    L8 = L - L % 8
+    for p in prange(P):
+        xr = x[p]
+        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
+        for i in range(0, L8, 8):
+            m0 = _vmax(xr[i], m0)
+            m1 = _vmax(xr[i + 1], m1)
+            m2 = _vmax(xr[i + 2], m2)
+            m3 = _vmax(xr[i + 3], m3)
+            m4 = _vmax(xr[i + 4], m4)
+            m5 = _vmax(xr[i + 5], m5)
+            m6 = _vmax(xr[i + 6], m6)
+            m7 = _vmax(xr[i + 7], m7)
+        m = _vmax(m1, m0)
+        m = _vmax(m2, m)
+        m = _vmax(m3, m)
+        m = _vmax(m4, m)
+        m = _vmax(m5, m)
+        m = _vmax(m6, m)
+        m = _vmax(m7, m)
+        for i in range(L8, L):
+            m = _vmax(xr[i], m)
+        out[p] = m
+
+
+def _global_sum_flat(x, out, divisor):
+    P, L = x.shape
+    L8 = L - L % 8
+    for p in prange(P):
+        xr = x[p]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = xr[0] * 0
+        for i in range(0, L8, 8):
+            s0 += xr[i]
+            s1 += xr[i + 1]
+            s2 += xr[i + 2]
+            s3 += xr[i + 3]
+            s4 += xr[i + 4]
+            s5 += xr[i + 5]
+            s6 += xr[i + 6]
+            s7 += xr[i + 7]
+        s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        for i in range(L8, L):
+            s += xr[i]
+        out[p] = s / divisor
 
 
 # ---------------------------------------------------------------- NHWC kernels
 def _max_nhwc(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # Direct: for each output cell, fold every in-bounds window tap into the
+    # output's channel vector (contiguous: the inner loop is a vector loop).
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for q in prange(N * OH):
@@ -139,47 +247,40 @@ def _max_nhwc(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
         hs = oh * SH - PH
         for ow in range(OW):
             ws = ow * SW - PW
-            for c in range(C):
-                out[n, oh, ow, c] = init
+            o = out[n, oh, ow]
+            o[:] = init
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
                     continue
                 for kw in range(KW):
                     iw = ws + kw * DW
-                    if iw < 0 or iw >= W:
-                        continue
-                    for c in range(C):
-                        v = x[n, ih, iw, c]
-                        if v > out[n, oh, ow, c] or v != v:
-                            out[n, oh, ow, c] = v
+                    if 0 <= iw < W:
+                        _row_max(o, x[n, ih, iw], C)
 
 
-def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def _max_nhwc_sep(x, out, scratch, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # Separable, for windows that overlap along W: fold the KH rows into a padded
+    # row ``tmp`` (T, C) once, then fold KW columns of ``tmp`` per output cell.
+    # ``scratch[thread]`` is preallocated, so the loop allocates nothing.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for q in prange(N * OH):
         n = q // OH
         oh = q - n * OH
         hs = oh * SH - PH
+        tmp = scratch[get_thread_id()]
+        tmp[:] = init
+        for kh in range(KH):
+            ih = hs + kh * DH
+            if 0 <= ih < H:
+                for iw in range(W):
+                    _row_max(tmp[PW + iw], x[n, ih, iw], C)
         for ow in range(OW):
-            ws = ow * SW - PW
-            for c in range(C):
-                out[n, oh, ow, c] = init
-                idx[n, oh, ow, c] = -1
-            for kh in range(KH):
-                ih = hs + kh * DH
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    iw = ws + kw * DW
-                    if iw < 0 or iw >= W:
-                        continue
-                    for c in range(C):
-                        v = x[n, ih, iw, c]
-                        if v > out[n, oh, ow, c] or v != v or idx[n, oh, ow, c] < 0:
-                            out[n, oh, ow, c] = v
-                            idx[n, oh, ow, c] = ih * W + iw
+            o = out[n, oh, ow]
+            o[:] = init
+            for kw in range(KW):
+                _row_max(o, tmp[ow * SW + kw * DW], C)
 
 
 def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
@@ -191,21 +292,73 @@ def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
         hs = oh * SH - PH
         for ow in range(OW):
             ws = ow * SW - PW
-            for c in range(C):
-                out[n, oh, ow, c] = 0
+            o = out[n, oh, ow]
+            o[:] = 0
             for kh in range(KH):
                 ih = hs + kh
                 if ih < 0 or ih >= H:
                     continue
                 for kw in range(KW):
                     iw = ws + kw
-                    if iw < 0 or iw >= W:
-                        continue
-                    for c in range(C):
-                        out[n, oh, ow, c] += x[n, ih, iw, c]
+                    if 0 <= iw < W:
+                        _row_add(o, x[n, ih, iw], C)
             d = override if override > 0 else div_h[oh] * div_w[ow]
             for c in range(C):
-                out[n, oh, ow, c] = out[n, oh, ow, c] / d
+                o[c] = o[c] / d
+
+
+def _avg_nhwc_sep(x, out, scratch, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+    N, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for q in prange(N * OH):
+        n = q // OH
+        oh = q - n * OH
+        hs = oh * SH - PH
+        tmp = scratch[get_thread_id()]
+        tmp[:] = 0
+        for kh in range(KH):
+            ih = hs + kh
+            if 0 <= ih < H:
+                for iw in range(W):
+                    _row_add(tmp[PW + iw], x[n, ih, iw], C)
+        for ow in range(OW):
+            o = out[n, oh, ow]
+            o[:] = 0
+            for kw in range(KW):
+                _row_add(o, tmp[ow * SW + kw], C)
+            d = override if override > 0 else div_h[oh] * div_w[ow]
+            for c in range(C):
+                o[c] = o[c] / d
+
+
+def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    N, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for q in prange(N * OH):
+        n = q // OH
+        oh = q - n * OH
+        hs = oh * SH - PH
+        for ow in range(OW):
+            ws = ow * SW - PW
+            o = out[n, oh, ow]
+            a = idx[n, oh, ow]
+            o[:] = init
+            a[:] = -1
+            for kh in range(KH):
+                ih = hs + kh * DH
+                if ih < 0 or ih >= H:
+                    continue
+                for kw in range(KW):
+                    iw = ws + kw * DW
+                    if iw < 0 or iw >= W:
+                        continue
+                    xr = x[n, ih, iw]
+                    flat = ih * W + iw
+                    for c in range(C):
+                        v = xr[c]
+                        if (v > o[c]) | (v != v) | (a[c] < 0):
+                            o[c] = v
+                            a[c] = flat
 
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel; the notebooks inspect these.
@@ -213,6 +366,8 @@ KERNELS = {}
 for _name, _fn in [
     ("max_nchw", _max_nchw), ("max_idx_nchw", _max_idx_nchw), ("avg_nchw", _avg_nchw),
     ("max_nhwc", _max_nhwc), ("max_idx_nhwc", _max_idx_nhwc), ("avg_nhwc", _avg_nhwc),
+    ("max_nhwc_sep", _max_nhwc_sep), ("avg_nhwc_sep", _avg_nhwc_sep),
+    ("global_max", _global_max_flat), ("global_sum", _global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = _njit_pair(_fn)
 del _name, _fn
@@ -232,6 +387,25 @@ def _prepare(x, op, layout, allow_int):
     if not batched:
         x = x[None]
     return x, channels_last, batched, spatial
+
+
+def _is_global(x, g, channels_last):
+    """One window covering each whole contiguous NCHW plane: reduce planes as flat rows."""
+    return (not channels_last and x.flags.c_contiguous and g.out_size == (1, 1)
+            and g.kernel == g.in_size and g.padding == (0, 0) and g.dilation == (1, 1))
+
+
+def _overlaps_along_w(g):
+    """Windows that overlap along W: the separable NHWC kernel reads each input once."""
+    return (g.kernel[1] - 1) * g.dilation[1] + 1 > g.stride[1]
+
+
+def _scratch(x, g, parallel):
+    """Per-thread padded row (T, C) for the separable NHWC kernels."""
+    (OW,), (SW,), (KW,), (DW,), (PW,) = (g.out_size[1:], g.stride[1:], g.kernel[1:],
+                                         g.dilation[1:], g.padding[1:])
+    T = max(g.in_size[1] + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
+    return np.empty((get_num_threads() if parallel else 1, T, x.shape[-1]), dtype=x.dtype)
 
 
 def _out_shape(x, g, channels_last):
@@ -263,6 +437,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         tag = "nhwc" if cl else "nchw"
         if return_indices:
             KERNELS[(f"max_idx_{tag}", bool(parallel))](x, out, idx, *args)
+        elif _is_global(x, g, cl):
+            KERNELS[("global_max", bool(parallel))](
+                x.reshape(out.size, -1), out.reshape(-1), _init_value(x.dtype))
+        elif cl and _overlaps_along_w(g):
+            KERNELS[("max_nhwc_sep", bool(parallel))](x, out, _scratch(x, g, parallel), *args)
         else:
             KERNELS[(f"max_{tag}", bool(parallel))](x, out, *args)
     if not batched:
@@ -292,6 +471,14 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     if out.size:
         div_h, div_w = (t.astype(x.dtype) for t in G.avg_divisor_table(g, count_include_pad))
         tag = "nhwc" if cl else "nchw"
-        KERNELS[(f"avg_{tag}", bool(parallel))](
-            x, out, *g.stride, *g.padding, *g.kernel, div_h, div_w, x.dtype.type(override))
+        if _is_global(x, g, cl):
+            d = override or int(div_h[0] * div_w[0])
+            KERNELS[("global_sum", bool(parallel))](
+                x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
+            return out if batched else out[0]
+        args = (*g.stride, *g.padding, *g.kernel, div_h, div_w, x.dtype.type(override))
+        if cl and _overlaps_along_w(g):
+            KERNELS[("avg_nhwc_sep", bool(parallel))](x, out, _scratch(x, g, parallel), *args)
+        else:
+            KERNELS[(f"avg_{tag}", bool(parallel))](x, out, *args)
     return out if batched else out[0]
