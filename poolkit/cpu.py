@@ -27,7 +27,7 @@ arguments with :mod:`poolkit.geometry` before any kernel runs.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, get_thread_id, njit, prange
+from numba import get_num_threads, njit, prange
 
 from . import geometry as G
 
@@ -69,119 +69,148 @@ def _row_add(t, xr, n):
 
 
 @njit(inline="always")
-def _sweep_max(acc, tmp, OW, SW, off):
-    # literal strides let LLVM vectorise the (de)interleaved loads
-    if SW == 1:
+def _sweep_max(acc, tmp, OW, SW, KW, DW, init):
+    # Pass 2: acc[ow] = max over kw of tmp[ow*SW + kw*DW]. The common stride-2
+    # windows get loops with literal offsets, which LLVM turns into vector loads
+    # plus shuffles (~5x faster than one strided tap at a time).
+    if SW == 2 and DW == 1 and KW == 2:
         for ow in range(OW):
-            acc[ow] = _vmax(tmp[ow + off], acc[ow])
-    elif SW == 2:
+            acc[ow] = _vmax(tmp[2 * ow + 1], _vmax(tmp[2 * ow], init))
+    elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
-            acc[ow] = _vmax(tmp[2 * ow + off], acc[ow])
+            acc[ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], _vmax(tmp[2 * ow], init)))
     else:
-        for ow in range(OW):
-            acc[ow] = _vmax(tmp[ow * SW + off], acc[ow])
+        acc[:] = init
+        for kw in range(KW):
+            off = kw * DW
+            if SW == 1:
+                for ow in range(OW):
+                    acc[ow] = _vmax(tmp[ow + off], acc[ow])
+            else:
+                for ow in range(OW):
+                    acc[ow] = _vmax(tmp[ow * SW + off], acc[ow])
 
 
 @njit(inline="always")
-def _sweep_add(acc, tmp, OW, SW, off):
-    if SW == 1:
+def _sweep_add(acc, tmp, OW, SW, KW):
+    # Pass 2 for sums, same structure; terms are added in kw order starting from 0.
+    zero = acc.dtype.type(0)
+    if SW == 2 and KW == 2:
         for ow in range(OW):
-            acc[ow] += tmp[ow + off]
-    elif SW == 2:
+            acc[ow] = (zero + tmp[2 * ow]) + tmp[2 * ow + 1]
+    elif SW == 2 and KW == 3:
         for ow in range(OW):
-            acc[ow] += tmp[2 * ow + off]
+            acc[ow] = ((zero + tmp[2 * ow]) + tmp[2 * ow + 1]) + tmp[2 * ow + 2]
     else:
-        for ow in range(OW):
-            acc[ow] += tmp[ow * SW + off]
+        acc[:] = 0
+        for kw in range(KW):
+            if SW == 1:
+                for ow in range(OW):
+                    acc[ow] += tmp[ow + kw]
+            else:
+                for ow in range(OW):
+                    acc[ow] += tmp[ow * SW + kw]
 
 
 # ---------------------------------------------------------------- NCHW kernels
-def _max_nchw(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
+# Kernels that need scratch rows split the parallel loop into ``nchunks`` chunks
+# and allocate the scratch once per chunk (allocating inside a hot prange loop
+# costs more than pooling a small plane). The wrapper passes nchunks = 1 for the
+# serial kernel and a few chunks per thread for the parallel one.
+
+@njit(inline="always")
+def _chunk(i, nchunks, total):
+    return i * total // nchunks, (i + 1) * total // nchunks
+
+
+def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
+    for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
         acc = np.empty(OW, dtype=out.dtype)
-        for oh in range(OH):
-            tmp[:] = init
-            hs = oh * SH - PH
-            for kh in range(KH):
-                ih = hs + kh * DH
-                if 0 <= ih < H:
-                    _row_max(tmp[PW:PW + W], x[n, c, ih], W)
-            acc[:] = init
-            for kw in range(KW):
-                _sweep_max(acc, tmp, OW, SW, kw * DW)
-            out[n, c, oh, :] = acc
+        p0, p1 = _chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for oh in range(OH):
+                tmp[:] = init
+                hs = oh * SH - PH
+                for kh in range(KH):
+                    ih = hs + kh * DH
+                    if 0 <= ih < H:
+                        _row_max(tmp[PW:PW + W], x[n, c, ih], W)
+                _sweep_max(acc, tmp, OW, SW, KW, DW, init)
+                out[n, c, oh, :] = acc
 
 
-def _avg_nchw(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
+    for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
         acc = np.empty(OW, dtype=out.dtype)
-        for oh in range(OH):
-            tmp[:] = 0
-            hs = oh * SH - PH
-            for kh in range(KH):
-                ih = hs + kh
-                if 0 <= ih < H:
-                    _row_add(tmp[PW:PW + W], x[n, c, ih], W)
-            acc[:] = 0
-            for kw in range(KW):
-                _sweep_add(acc, tmp, OW, SW, kw)
-            if override > 0:
-                for ow in range(OW):
-                    out[n, c, oh, ow] = acc[ow] / override
-            else:
-                dh = div_h[oh]
-                for ow in range(OW):
-                    out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+        p0, p1 = _chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for oh in range(OH):
+                tmp[:] = 0
+                hs = oh * SH - PH
+                for kh in range(KH):
+                    ih = hs + kh
+                    if 0 <= ih < H:
+                        _row_add(tmp[PW:PW + W], x[n, c, ih], W)
+                _sweep_add(acc, tmp, OW, SW, KW)
+                if override > 0:
+                    for ow in range(OW):
+                        out[n, c, oh, ow] = acc[ow] / override
+                else:
+                    dh = div_h[oh]
+                    for ow in range(OW):
+                        out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
 
 
-def _max_idx_nchw(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # Indices need PyTorch's scan order (row by row, first max wins), so this kernel
     # is not separable: it sweeps each window tap over the whole output row.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
+    for i in prange(nchunks):
         acc = np.empty(OW, dtype=out.dtype)
         arg = np.empty(OW, dtype=np.int64)
-        for oh in range(OH):
-            acc[:] = init
-            arg[:] = -1
-            hs = oh * SH - PH
-            for kh in range(KH):
-                ih = hs + kh * DH
-                if ih < 0 or ih >= H:
-                    continue
-                xr = x[n, c, ih]
-                for kw in range(KW):
-                    off = kw * DW - PW
-                    # ow range with 0 <= ow*SW + off < W
-                    lo = 0 if off >= 0 else (-off + SW - 1) // SW
-                    hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
-                    if hi > OW:
-                        hi = OW
-                    for ow in range(lo, hi):
-                        iw = ow * SW + off
-                        v = xr[iw]
-                        a = acc[ow]
-                        # arg < 0: first cell seen (integer inputs equal to init)
-                        if (v > a) | (v != v) | (arg[ow] < 0):
-                            acc[ow] = v
-                            arg[ow] = ih * W + iw
-            out[n, c, oh, :] = acc
-            idx[n, c, oh, :] = arg
+        p0, p1 = _chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for oh in range(OH):
+                acc[:] = init
+                arg[:] = -1
+                hs = oh * SH - PH
+                for kh in range(KH):
+                    ih = hs + kh * DH
+                    if ih < 0 or ih >= H:
+                        continue
+                    xr = x[n, c, ih]
+                    for kw in range(KW):
+                        off = kw * DW - PW
+                        # ow range with 0 <= ow*SW + off < W
+                        lo = 0 if off >= 0 else (-off + SW - 1) // SW
+                        hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
+                        if hi > OW:
+                            hi = OW
+                        for ow in range(lo, hi):
+                            iw = ow * SW + off
+                            v = xr[iw]
+                            a = acc[ow]
+                            # arg < 0: first cell seen (integer inputs equal to init)
+                            if (v > a) | (v != v) | (arg[ow] < 0):
+                                acc[ow] = v
+                                arg[ow] = ih * W + iw
+                out[n, c, oh, :] = acc
+                idx[n, c, oh, :] = arg
 
 
 def _global_max_flat(x, out, init):
@@ -259,28 +288,30 @@ def _max_nhwc(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
                         _row_max(o, x[n, ih, iw], C)
 
 
-def _max_nhwc_sep(x, out, scratch, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def _max_nhwc_sep(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # Separable, for windows that overlap along W: fold the KH rows into a padded
     # row ``tmp`` (T, C) once, then fold KW columns of ``tmp`` per output cell.
-    # ``scratch[thread]`` is preallocated, so the loop allocates nothing.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    for q in prange(N * OH):
-        n = q // OH
-        oh = q - n * OH
-        hs = oh * SH - PH
-        tmp = scratch[get_thread_id()]
-        tmp[:] = init
-        for kh in range(KH):
-            ih = hs + kh * DH
-            if 0 <= ih < H:
-                for iw in range(W):
-                    _row_max(tmp[PW + iw], x[n, ih, iw], C)
-        for ow in range(OW):
-            o = out[n, oh, ow]
-            o[:] = init
-            for kw in range(KW):
-                _row_max(o, tmp[ow * SW + kw * DW], C)
+    T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
+    for i in prange(nchunks):
+        tmp = np.empty((T, C), dtype=out.dtype)
+        q0, q1 = _chunk(i, nchunks, N * OH)
+        for q in range(q0, q1):
+            n = q // OH
+            oh = q - n * OH
+            hs = oh * SH - PH
+            tmp[:] = init
+            for kh in range(KH):
+                ih = hs + kh * DH
+                if 0 <= ih < H:
+                    for iw in range(W):
+                        _row_max(tmp[PW + iw], x[n, ih, iw], C)
+            for ow in range(OW):
+                o = out[n, oh, ow]
+                o[:] = init
+                for kw in range(KW):
+                    _row_max(o, tmp[ow * SW + kw * DW], C)
 
 
 def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
@@ -307,28 +338,31 @@ def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                 o[c] = o[c] / d
 
 
-def _avg_nhwc_sep(x, out, scratch, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+def _avg_nhwc_sep(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    for q in prange(N * OH):
-        n = q // OH
-        oh = q - n * OH
-        hs = oh * SH - PH
-        tmp = scratch[get_thread_id()]
-        tmp[:] = 0
-        for kh in range(KH):
-            ih = hs + kh
-            if 0 <= ih < H:
-                for iw in range(W):
-                    _row_add(tmp[PW + iw], x[n, ih, iw], C)
-        for ow in range(OW):
-            o = out[n, oh, ow]
-            o[:] = 0
-            for kw in range(KW):
-                _row_add(o, tmp[ow * SW + kw], C)
-            d = override if override > 0 else div_h[oh] * div_w[ow]
-            for c in range(C):
-                o[c] = o[c] / d
+    T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    for i in prange(nchunks):
+        tmp = np.empty((T, C), dtype=out.dtype)
+        q0, q1 = _chunk(i, nchunks, N * OH)
+        for q in range(q0, q1):
+            n = q // OH
+            oh = q - n * OH
+            hs = oh * SH - PH
+            tmp[:] = 0
+            for kh in range(KH):
+                ih = hs + kh
+                if 0 <= ih < H:
+                    for iw in range(W):
+                        _row_add(tmp[PW + iw], x[n, ih, iw], C)
+            for ow in range(OW):
+                o = out[n, oh, ow]
+                o[:] = 0
+                for kw in range(KW):
+                    _row_add(o, tmp[ow * SW + kw], C)
+                d = override if override > 0 else div_h[oh] * div_w[ow]
+                for c in range(C):
+                    o[c] = o[c] / d
 
 
 def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
@@ -400,12 +434,10 @@ def _overlaps_along_w(g):
     return (g.kernel[1] - 1) * g.dilation[1] + 1 > g.stride[1]
 
 
-def _scratch(x, g, parallel):
-    """Per-thread padded row (T, C) for the separable NHWC kernels."""
-    (OW,), (SW,), (KW,), (DW,), (PW,) = (g.out_size[1:], g.stride[1:], g.kernel[1:],
-                                         g.dilation[1:], g.padding[1:])
-    T = max(g.in_size[1] + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
-    return np.empty((get_num_threads() if parallel else 1, T, x.shape[-1]), dtype=x.dtype)
+def _nchunks(x, channels_last, g, parallel):
+    """How many pieces the parallel loop of a scratch-using kernel is cut into."""
+    units = x.shape[0] * (g.out_size[0] if channels_last else x.shape[1])
+    return max(1, min(units, 8 * get_num_threads())) if parallel else 1
 
 
 def _out_shape(x, g, channels_last):
@@ -434,16 +466,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
     if out.size:
         args = (*g.stride, *g.padding, *g.dilation, *g.kernel, _init_value(x.dtype))
-        tag = "nhwc" if cl else "nchw"
-        if return_indices:
-            KERNELS[(f"max_idx_{tag}", bool(parallel))](x, out, idx, *args)
+        if return_indices and cl:
+            KERNELS[("max_idx_nhwc", bool(parallel))](x, out, idx, *args)
+        elif return_indices:
+            KERNELS[("max_idx_nchw", bool(parallel))](x, out, idx, _nchunks(x, cl, g, parallel), *args)
         elif _is_global(x, g, cl):
             KERNELS[("global_max", bool(parallel))](
                 x.reshape(out.size, -1), out.reshape(-1), _init_value(x.dtype))
         elif cl and _overlaps_along_w(g):
-            KERNELS[("max_nhwc_sep", bool(parallel))](x, out, _scratch(x, g, parallel), *args)
+            KERNELS[("max_nhwc_sep", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
+        elif cl:
+            KERNELS[("max_nhwc", bool(parallel))](x, out, *args)
         else:
-            KERNELS[(f"max_{tag}", bool(parallel))](x, out, *args)
+            KERNELS[("max_nchw", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
     if not batched:
         out = out[0]
         idx = idx[0] if idx is not None else None
@@ -470,7 +505,6 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     if out.size:
         div_h, div_w = (t.astype(x.dtype) for t in G.avg_divisor_table(g, count_include_pad))
-        tag = "nhwc" if cl else "nchw"
         if _is_global(x, g, cl):
             d = override or int(div_h[0] * div_w[0])
             KERNELS[("global_sum", bool(parallel))](
@@ -478,7 +512,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
             return out if batched else out[0]
         args = (*g.stride, *g.padding, *g.kernel, div_h, div_w, x.dtype.type(override))
         if cl and _overlaps_along_w(g):
-            KERNELS[("avg_nhwc_sep", bool(parallel))](x, out, _scratch(x, g, parallel), *args)
+            KERNELS[("avg_nhwc_sep", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
+        elif cl:
+            KERNELS[("avg_nhwc", bool(parallel))](x, out, *args)
         else:
-            KERNELS[(f"avg_{tag}", bool(parallel))](x, out, *args)
+            KERNELS[("avg_nchw", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
     return out if batched else out[0]
