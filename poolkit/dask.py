@@ -49,6 +49,7 @@ chunks per thread, however large the array.
 """
 from __future__ import annotations
 
+import inspect
 import operator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -168,11 +169,12 @@ class _BlockSpec:
     """Everything a block task needs besides its input pieces (opaque to Dask)."""
 
     kind: str                 # "max", "max_idx" or "avg"
+    path: str                 # the poolkit.cpu kernel family: "direct", "sep" or "flat"
     channels_last: bool
     out_shape: tuple          # shape of this output block
     dtype: np.dtype           # native output dtype
     stride: tuple
-    local_padding: tuple      # padding left of the slice: > 0 only at the true top/left edge
+    local_padding: tuple      # padding before the slice: > 0 only at the true top/left edge
     dilation: tuple
     kernel: tuple
     in_start: tuple = (0, 0)  # global (row, col) of the slice's first cell (for indices)
@@ -180,6 +182,30 @@ class _BlockSpec:
     div_h: np.ndarray | None = None
     div_w: np.ndarray | None = None
     override: int = 0
+    flat_divisor: int = 0     # the divisor of the "flat" path (whole-plane windows)
+
+
+#: Stands for "the computed array", which is C-contiguous (see :func:`_kernel_path`).
+_CONTIGUOUS = np.empty(0)
+
+
+def _kernel_path(g, channels_last: bool, kind: str) -> str:
+    """The kernel family :mod:`poolkit.cpu` runs for the whole array, so blocks can run the same.
+
+    Average pooling's sums are exact only up to rounding, and poolkit.cpu's kernel
+    families add a window's cells in different orders (row by row, column sums
+    first, or eight interleaved partial sums for whole-plane windows). To be bit
+    for bit equal to in-memory poolkit on the computed (C-contiguous) array, every
+    block uses the family poolkit.cpu would pick for the *whole* array, decided
+    with poolkit.cpu's own rules; only its padding and sizes are local.
+    """
+    if kind == "max_idx":
+        return "direct"
+    if cpu._is_global(_CONTIGUOUS, g, channels_last):
+        return "flat"
+    if channels_last and cpu._overlaps_along_w(g):
+        return "sep"
+    return "direct"
 
 
 def _take(chunk, channels_last, h0, h1, w0, w1, copy):
@@ -197,35 +223,61 @@ def _assemble(pieces, axes):
 
 
 def _pool_block(pieces, spec: _BlockSpec):
-    """Pool one output block: assemble its input slice and run the serial CPU kernel."""
+    """Pool one output block: assemble its input slice and run a serial poolkit.cpu kernel."""
     x = _assemble(pieces, _spatial_axes(spec.channels_last))
     if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
         x = x.astype(spec.dtype)
-    tag = "nhwc" if spec.channels_last else "nchw"
     out = np.empty(spec.out_shape, dtype=spec.dtype)
-    if spec.kind == "avg":
-        if out.size:
-            cpu.KERNELS[(f"avg_{tag}", False)](
-                x, out, *spec.stride, *spec.local_padding, *spec.kernel,
-                spec.div_h, spec.div_w, spec.dtype.type(spec.override))
-        return out
-    args = (*spec.stride, *spec.local_padding, *spec.dilation, *spec.kernel, cpu._init_value(spec.dtype))
-    if spec.kind == "max":
-        if out.size:
-            cpu.KERNELS[(f"max_{tag}", False)](x, out, *args)
-        return out
-    idx = np.empty(spec.out_shape, dtype=np.int64)
+    idx = np.empty(spec.out_shape, dtype=np.int64) if spec.kind == "max_idx" else None
     if out.size:
-        cpu.KERNELS[(f"max_idx_{tag}", False)](x, out, idx, *args)
+        _run_kernel(x, out, idx, spec)
+    if idx is None:
+        return out
+    if out.size:
         # local flat index (row * local_W + col) -> global flat index per (H, W) plane
-        local_w = x.shape[2 if spec.channels_last else 3]
-        row, col = np.divmod(idx, local_w)
+        row, col = np.divmod(idx, x.shape[2 if spec.channels_last else 3])
         row += spec.in_start[0]
         col += spec.in_start[1]
         row *= spec.in_width
         row += col
         idx = row
     return out, idx
+
+
+def _run_kernel(x, out, idx, spec):
+    """Run the serial poolkit.cpu kernel of ``spec.path`` on one block's slice."""
+    tag = "nhwc" if spec.channels_last else "nchw"
+    op = "avg" if spec.kind == "avg" else "max"
+    if spec.path == "flat":  # one window per whole plane: a flat reduction per (n, c)
+        x = np.ascontiguousarray(x).reshape(out.size, -1)
+        if op == "max":
+            cpu.KERNELS[("global_max", False)](x, out.reshape(-1), cpu._init_value(spec.dtype))
+        else:
+            cpu.KERNELS[("global_sum", False)](x, out.reshape(-1), spec.dtype.type(spec.flat_divisor))
+        return
+    if spec.kind == "max_idx":
+        name = f"max_idx_{tag}"
+    elif spec.path == "sep":  # NHWC, windows overlapping along W
+        name = f"{op}_nhwc_sep"
+    else:
+        name = f"{op}_{tag}"
+    (SH, SW), (PH, PW), (DH, DW), (KH, KW) = spec.stride, spec.local_padding, spec.dilation, spec.kernel
+    args = dict(x=x, out=out, idx=idx, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW, KH=KH, KW=KW,
+                init=cpu._init_value(spec.dtype), div_h=spec.div_h, div_w=spec.div_w,
+                override=spec.dtype.type(spec.override), nchunks=1)
+    kernel = cpu.KERNELS[(name, False)]
+    kernel(*[args[p] for p in _kernel_params(name)])
+
+
+_PARAMS = {}
+
+
+def _kernel_params(name):
+    """Parameter names of a poolkit.cpu kernel (bound by name, so the kernels' argument
+    order is poolkit.cpu's business)."""
+    if name not in _PARAMS:
+        _PARAMS[name] = tuple(inspect.signature(cpu.KERNELS[(name, False)].py_func).parameters)
+    return _PARAMS[name]
 
 
 def _build(x, g, cl, spec_for_block, name, with_indices, op):
@@ -360,10 +412,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     kind = "max_idx" if return_indices else "max"
+    path = _kernel_path(g, cl, kind)
 
     def spec(bh, bw, n0, n1):
         return _BlockSpec(
-            kind=kind, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            kind=kind, path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             stride=g.stride, local_padding=_local_padding(g, bh, bw), dilation=g.dilation,
             kernel=g.kernel, in_start=(bh.in_start, bw.in_start), in_width=g.in_size[1])
 
@@ -422,13 +475,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     div_h, div_w = (t.astype(dtype) for t in G.avg_divisor_table(g, count_include_pad))
+    path = _kernel_path(g, cl, "avg")
+    flat_divisor = override or int(div_h[0] * div_w[0])
 
     def spec(bh, bw, n0, n1):
         return _BlockSpec(
-            kind="avg", channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            kind="avg", path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             stride=g.stride, local_padding=_local_padding(g, bh, bw), dilation=(1, 1),
             kernel=g.kernel, div_h=div_h[bh.out_start:bh.out_stop].copy(),
-            div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override)
+            div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override,
+            flat_divisor=flat_divisor)
 
     name = tokenize(x4.name, op, cl, g, count_include_pad, override)
     out = _build(x4, g, cl, spec, name, False, op)
