@@ -14,7 +14,32 @@ The course ladder is visible in the package:
 spec) -> ``poolkit.cpu`` (Numba, serial and parallel) -> ``poolkit.gpu`` (CUDA).
 Importing poolkit compiles nothing and never touches CUDA.
 """
-from .functional import avg_pool2d, max_pool2d
+from .functional import (
+    adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+    adaptive_avg_pool3d, adaptive_avg_pool3d_backward, adaptive_max_pool1d, adaptive_max_pool1d_backward,
+    adaptive_max_pool2d, adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward,
+    avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d, avg_pool3d_backward,
+    global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward,
+    lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+    max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d, max_pool3d_backward,
+    max_unpool1d, max_unpool1d_backward, max_unpool2d, max_unpool2d_backward, max_unpool3d,
+    max_unpool3d_backward,
+)
 
 __version__ = "0.1.0"
-__all__ = ["max_pool2d", "avg_pool2d"]
+__all__ = [
+    "max_pool2d", "avg_pool2d",
+    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
+    "global_max_pool2d_backward", "global_avg_pool2d_backward",
+    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
+    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
+]

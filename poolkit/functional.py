@@ -56,6 +56,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     kernel_size, stride, padding, dilation : int or (int, int)
         As in PyTorch. ``stride=None`` means ``stride=kernel_size``; padding is
         implicit ``-inf`` and at most half the kernel size.
+        ``padding="same"`` (output ``ceil(L/stride)``, odd extra padding at the
+        end) or ``"valid"`` (no padding) follow TensorFlow/Keras.
     ceil_mode : bool
         Use ceil instead of floor for the output size; a last window must start
         inside the input or the left padding.
@@ -99,6 +101,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         float32 or float64 NumPy, GPU or Dask array (layouts as :func:`max_pool2d`).
     kernel_size, stride, padding : int or (int, int)
         As in PyTorch; padding is implicit zeros, at most half the kernel size.
+        ``padding="same"`` / ``"valid"`` follow TensorFlow/Keras (with "same",
+        padded cells are never counted: ``count_include_pad`` is ignored).
     ceil_mode : bool
         As in :func:`max_pool2d`.
     count_include_pad : bool
@@ -122,3 +126,398 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """
     return _backend(x).avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
                                   count_include_pad, divisor_override, layout=layout)
+
+
+# =====================================================================================
+# The rest of the family (1-d, 3-d, adaptive, global, Lp, unpooling) and every backward.
+#
+# NumPy arrays go to poolkit.cpu_nd. GPU and Dask arrays go to poolkit.gpu /
+# poolkit.dask when that backend has the function; otherwise a TypeError says the
+# operation runs on NumPy arrays only for now (no silent copy to the host).
+# =====================================================================================
+__all__ += [
+    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
+    "global_max_pool2d_backward", "global_avg_pool2d_backward",
+    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
+    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
+]
+
+
+def _family(name, x):
+    """The backend function ``name`` for ``x``, or a TypeError if that backend lacks it."""
+    kind = backend_for(x)
+    if kind == "cpu":
+        return getattr(importlib.import_module("poolkit.cpu_nd"), name)
+    try:
+        fn = getattr(importlib.import_module(f"poolkit.{kind}"), name, None)
+    except ImportError:
+        fn = None
+    if fn is None:
+        where = "a GPU array" if kind == "gpu" else "a Dask array"
+        raise TypeError(
+            f"{name}: x is {where}, but {name} runs on NumPy arrays only for now "
+            f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. "
+            + ("x.copy_to_host() or cupy.asnumpy(x)" if kind == "gpu" else "x.compute()")
+        )
+    return fn
+
+
+# ---------------------------------------------------------------- docstring pieces
+_SPATIAL = {1: ("L", "NCL", "NLC"), 2: ("H, W", "NCHW", "NHWC"), 3: ("D, H, W", "NCDHW", "NDHWC")}
+
+
+def _x_doc(nd, ints):
+    dims, first, last = _SPATIAL[nd]
+    dtypes = "float32, float64 or integer" if ints else "float32 or float64"
+    return (f"x : array\n        NumPy array ({dtypes}), ``(N, C, {dims})`` or unbatched ``(C, {dims})``;\n"
+            f"        with ``layout=\"{last}\"``, ``(N, {dims}, C)`` or ``({dims}, C)``.")
+
+
+def _layout_doc(nd):
+    _, first, last = _SPATIAL[nd]
+    return (f"layout : {{\"{first}\", \"{last}\"}}\n        Keyword-only; ``\"{last}\"`` takes channels-last "
+            f"arrays and runs a channels-last kernel (no transposes).")
+
+
+_GRAD_DOC = ("grad_output : ndarray\n        Gradient w.r.t. the forward output: its shape, ``x``'s dtype.")
+_BACKWARD_RETURNS = ("Returns\n    -------\n    grad_x : ndarray\n        Gradient w.r.t. ``x``: ``x``'s "
+                     "shape and dtype. Deterministic: the same bits on every run, serial or parallel.")
+
+
+def _document(fn, summary, params, returns, notes="", see=(), examples=""):
+    name = fn.__name__
+    twins = ", ".join([f"poolkit.reference.{name}", f"poolkit.cpu_nd.{name}", *see])
+    doc = f"{summary}\n\n    Parameters\n    ----------\n" + "\n".join(f"    {p}" for p in params)
+    doc += f"\n\n    {returns}\n"
+    if notes:
+        doc += f"\n    Notes\n    -----\n    {notes}\n"
+    if examples:
+        doc += f"\n    Examples\n    --------\n{examples}\n"
+    doc += f"\n    See Also\n    --------\n    {twins}\n    "
+    fn.__doc__ = doc
+    return fn
+
+
+_WINDOW_DOC = ("kernel_size, stride, padding, dilation : int or tuple of ints\n        As in PyTorch; "
+               "``stride=None`` means ``kernel_size``; integer padding is implicit ``-inf``,\n"
+               "        at most half the kernel. ``padding=\"same\"`` / ``\"valid\"``: TensorFlow's rule "
+               "(see :mod:`poolkit.geometry`).")
+_AVG_WINDOW_DOC = ("kernel_size, stride, padding : int or tuple of ints\n        As in PyTorch; integer padding "
+                   "is implicit zeros, at most half the kernel.\n        ``padding=\"same\"`` (never counts "
+                   "padded cells) / ``\"valid\"`` as TensorFlow.")
+_CEIL_DOC = ("ceil_mode : bool\n        Ceil instead of floor for the output size; a last window must "
+             "start inside the input or the left padding.")
+_RI_DOC = ("return_indices : bool\n        Also return int64 indices of the maxima, flat per spatial "
+           "plane (as PyTorch).")
+_CIP_DOC = ("count_include_pad : bool\n        Count padding cells in the divisor (never the ceil_mode "
+            "overhang past the padding).")
+_DIV_DOC = "divisor_override : int, optional\n        Divide every sum by this instead."
+_OUTSIZE_DOC = ("output_size : int or tuple of ints (or None)\n        Output size per spatial dimension; "
+                "``None`` keeps that input size. Bin ``i`` of ``L`` cells\n        is ``[floor(i*L/out), "
+                "ceil((i+1)*L/out))``: uneven and overlapping exactly as PyTorch.")
+_INDICES_BW_DOC = ("indices : ndarray, optional\n        Keyword-only: the indices a forward call with "
+                   "``return_indices=True`` returned; skips the search.")
+_RI_BW_DOC = ("return_indices : bool\n        Accepted (and ignored) so the forward call's arguments can be "
+              "passed unchanged.")
+_NORM_DOC = ("norm_type : float\n        The power ``p`` (non-zero); ``inf`` gives max of ``|x|``, ``-inf`` "
+             "min of ``|x|``.")
+_LP_WINDOW_DOC = ("kernel_size, stride : int or tuple of ints\n        As in PyTorch (no padding); "
+                  "``stride=None`` means ``kernel_size``.")
+_UNPOOL_DOC = ("indices : ndarray\n        int64 indices from the max pooling that produced ``x`` (same "
+               "shape as ``x``).\n    kernel_size, stride, padding : int or tuple of ints\n        The max "
+               "pooling's arguments (``stride=None`` means ``kernel_size``).\n    output_size : tuple of ints, "
+               "optional\n        The spatial size to restore (``nd`` or ``nd + 2`` ints), strictly between\n"
+               "        ``default - stride`` and ``default + stride`` where ``default = (L-1)*stride + kernel - "
+               "2*padding``.")
+_KEEPDIMS_DOC = ("keepdims : bool\n        Keep the pooled H and W as size-1 dimensions (like Keras' "
+                 "``keepdims``).")
+
+
+# ---------------------------------------------------------------- forward ops
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCL"):
+    return _family("max_pool1d", x)(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                    return_indices, layout=layout)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCDHW"):
+    return _family("max_pool3d", x)(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                    return_indices, layout=layout)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, layout="NCL"):
+    return _family("avg_pool1d", x)(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                    layout=layout)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, layout="NCDHW"):
+    return _family("avg_pool3d", x)(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                    divisor_override, layout=layout)
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
+    return _family("adaptive_max_pool1d", x)(x, output_size, return_indices, layout=layout)
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
+    return _family("adaptive_max_pool2d", x)(x, output_size, return_indices, layout=layout)
+
+
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
+    return _family("adaptive_max_pool3d", x)(x, output_size, return_indices, layout=layout)
+
+
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
+    return _family("adaptive_avg_pool1d", x)(x, output_size, layout=layout)
+
+
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
+    return _family("adaptive_avg_pool2d", x)(x, output_size, layout=layout)
+
+
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
+    return _family("adaptive_avg_pool3d", x)(x, output_size, layout=layout)
+
+
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
+    return _family("global_max_pool2d", x)(x, keepdims, layout=layout)
+
+
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
+    return _family("global_avg_pool2d", x)(x, keepdims, layout=layout)
+
+
+def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL"):
+    return _family("lp_pool1d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCHW"):
+    return _family("lp_pool2d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+
+
+def lp_pool3d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCDHW"):
+    return _family("lp_pool3d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+
+
+def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCL"):
+    return _family("max_unpool1d", x)(x, indices, kernel_size, stride, padding, output_size,
+                                      layout=layout)
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCHW"):
+    return _family("max_unpool2d", x)(x, indices, kernel_size, stride, padding, output_size,
+                                      layout=layout)
+
+
+def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCDHW"):
+    return _family("max_unpool3d", x)(x, indices, kernel_size, stride, padding, output_size,
+                                      layout=layout)
+
+
+# ---------------------------------------------------------------- backward ops
+def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
+    return _family("max_pool1d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+                                             ceil_mode, return_indices, indices=indices, layout=layout)
+
+
+def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
+    return _family("max_pool2d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+                                             ceil_mode, return_indices, indices=indices, layout=layout)
+
+
+def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
+    return _family("max_pool3d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+                                             ceil_mode, return_indices, indices=indices, layout=layout)
+
+
+def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, layout="NCL"):
+    return _family("avg_pool1d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+                                             count_include_pad, layout=layout)
+
+
+def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+    return _family("avg_pool2d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+                                             count_include_pad, divisor_override, layout=layout)
+
+
+def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
+    return _family("avg_pool3d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+                                             count_include_pad, divisor_override, layout=layout)
+
+
+def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCL"):
+    return _family("adaptive_max_pool1d_backward", x)(grad_output, x, output_size, return_indices,
+                                                      indices=indices, layout=layout)
+
+
+def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCHW"):
+    return _family("adaptive_max_pool2d_backward", x)(grad_output, x, output_size, return_indices,
+                                                      indices=indices, layout=layout)
+
+
+def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCDHW"):
+    return _family("adaptive_max_pool3d_backward", x)(grad_output, x, output_size, return_indices,
+                                                      indices=indices, layout=layout)
+
+
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
+    return _family("adaptive_avg_pool1d_backward", x)(grad_output, x, output_size, layout=layout)
+
+
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
+    return _family("adaptive_avg_pool2d_backward", x)(grad_output, x, output_size, layout=layout)
+
+
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
+    return _family("adaptive_avg_pool3d_backward", x)(grad_output, x, output_size, layout=layout)
+
+
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+    return _family("global_max_pool2d_backward", x)(grad_output, x, keepdims, layout=layout)
+
+
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+    return _family("global_avg_pool2d_backward", x)(grad_output, x, keepdims, layout=layout)
+
+
+def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCL"):
+    return _family("lp_pool1d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+                                            layout=layout)
+
+
+def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCHW"):
+    return _family("lp_pool2d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+                                            layout=layout)
+
+
+def lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCDHW"):
+    return _family("lp_pool3d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+                                            layout=layout)
+
+
+def max_unpool1d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCL"):
+    return _family("max_unpool1d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+                                               output_size, layout=layout)
+
+
+def max_unpool2d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCHW"):
+    return _family("max_unpool2d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+                                               output_size, layout=layout)
+
+
+def max_unpool3d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCDHW"):
+    return _family("max_unpool3d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+                                               output_size, layout=layout)
+
+
+# ---------------------------------------------------------------- their docstrings
+def _document_family():
+    g = globals()
+    out_doc = "Returns\n    -------\n    out : ndarray\n        Same dtype as ``x``, same layout."
+    max_out = ("Returns\n    -------\n    out : ndarray (and indices : int64 ndarray if ``return_indices``)\n"
+               "        Same dtype and layout as ``x``.")
+    for nd in (1, 2, 3):
+        s = f"{nd}d"
+        if nd != 2:
+            _document(g[f"max_pool{s}"], f"{nd}-D max pooling (PyTorch's ``max_pool{s}``).",
+                      [_x_doc(nd, True), _WINDOW_DOC, _CEIL_DOC, _RI_DOC, _layout_doc(nd)], max_out,
+                      "NaN propagates (the index names the last NaN); ties go to the first maximum.",
+                      see=[f"poolkit.max_pool{s}_backward"],
+                      examples=("    >>> import numpy as np, poolkit\n"
+                                "    >>> poolkit.max_pool1d(np.array([[[1., 3, 2, 5, 4]]]), 2, 1, padding='same')\n"
+                                "    array([[[3., 3., 5., 5., 4.]]])") if nd == 1 else "")
+            avg_params = [_x_doc(nd, False), _AVG_WINDOW_DOC, _CEIL_DOC, _CIP_DOC]
+            if nd == 3:
+                avg_params.append(_DIV_DOC)
+            _document(g[f"avg_pool{s}"], f"{nd}-D average pooling (PyTorch's ``avg_pool{s}``).",
+                      avg_params + [_layout_doc(nd)], out_doc,
+                      "Sums in the input dtype in scan order, then one division (as PyTorch's CPU kernels).",
+                      see=[f"poolkit.avg_pool{s}_backward"])
+        _document(g[f"adaptive_max_pool{s}"], f"{nd}-D adaptive max pooling to a fixed output size.",
+                  [_x_doc(nd, True), _OUTSIZE_DOC, _RI_DOC, _layout_doc(nd)], max_out,
+                  see=[f"poolkit.adaptive_max_pool{s}_backward", "poolkit.geometry.adaptive_bins"])
+        _document(g[f"adaptive_avg_pool{s}"], f"{nd}-D adaptive average pooling to a fixed output size.",
+                  [_x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd)], out_doc,
+                  "Each bin's sum is divided by its sizes one dimension after the other (PyTorch's order).",
+                  see=[f"poolkit.adaptive_avg_pool{s}_backward", "poolkit.geometry.adaptive_bins"])
+        _document(g[f"lp_pool{s}"], f"{nd}-D power-average pooling (PyTorch's ``lp_pool{s}``).",
+                  [_x_doc(nd, False), _NORM_DOC, _LP_WINDOW_DOC, _CEIL_DOC, _layout_doc(nd)], out_doc,
+                  "Exactly PyTorch's formula: ``(sign(a) * relu(|a|) * prod(kernel_size)) ** (1/p)`` with\n"
+                  "    ``a = avg_pool(x**p)`` -- a ceil_mode window that overhangs the input is averaged "
+                  "over its real\n    cells and then scaled by the full kernel size; negative sums with "
+                  "non-integer ``1/p`` give NaN.",
+                  see=[f"poolkit.lp_pool{s}_backward", f"poolkit.avg_pool{s}"])
+        _document(g[f"max_unpool{s}"], f"{nd}-D max unpooling: a partial inverse of ``max_pool{s}``.",
+                  [_x_doc(nd, True), _UNPOOL_DOC, _layout_doc(nd)],
+                  "Returns\n    -------\n    out : ndarray\n        Zeros except ``x`` at ``indices`` "
+                  "(the last write wins where indices repeat).",
+                  see=[f"poolkit.max_unpool{s}_backward", f"poolkit.max_pool{s}"])
+        # backward
+        _document(g[f"max_pool{s}_backward"], f"Gradient of :func:`max_pool{s}` w.r.t. ``x``.",
+                  [_GRAD_DOC, _x_doc(nd, False), _WINDOW_DOC, _CEIL_DOC, _RI_BW_DOC, _INDICES_BW_DOC,
+                   _layout_doc(nd)], _BACKWARD_RETURNS,
+                  "Each output's gradient goes to the input cell its index names (PyTorch's routing:\n"
+                  "    first maximum on ties, last NaN); overlapping windows add up.",
+                  see=[f"poolkit.max_pool{s}"])
+        avg_params = [_GRAD_DOC, _x_doc(nd, False), _AVG_WINDOW_DOC, _CEIL_DOC, _CIP_DOC]
+        if nd != 1:
+            avg_params.append(_DIV_DOC)
+        _document(g[f"avg_pool{s}_backward"], f"Gradient of :func:`avg_pool{s}` w.r.t. ``x``.",
+                  avg_params + [_layout_doc(nd)], _BACKWARD_RETURNS,
+                  "Each output spreads ``grad / divisor`` (the divisor the forward used) over the cells of "
+                  "its window;\n    computed as a gather (each input sums over the windows covering it).",
+                  see=[f"poolkit.avg_pool{s}"])
+        _document(g[f"adaptive_max_pool{s}_backward"], f"Gradient of :func:`adaptive_max_pool{s}`.",
+                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _RI_BW_DOC, _INDICES_BW_DOC, _layout_doc(nd)],
+                  _BACKWARD_RETURNS, see=[f"poolkit.adaptive_max_pool{s}"])
+        _document(g[f"adaptive_avg_pool{s}_backward"], f"Gradient of :func:`adaptive_avg_pool{s}`.",
+                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd)],
+                  _BACKWARD_RETURNS, see=[f"poolkit.adaptive_avg_pool{s}"])
+        _document(g[f"lp_pool{s}_backward"], f"Gradient of :func:`lp_pool{s}` (PyTorch's autograd values).",
+                  [_GRAD_DOC, _x_doc(nd, False), _NORM_DOC, _LP_WINDOW_DOC, _CEIL_DOC, _layout_doc(nd)],
+                  _BACKWARD_RETURNS, "A window whose sum of ``x**p`` is zero gets a zero gradient "
+                  "(as PyTorch).", see=[f"poolkit.lp_pool{s}"])
+        _document(g[f"max_unpool{s}_backward"], f"Gradient of :func:`max_unpool{s}` w.r.t. ``x``.",
+                  [_GRAD_DOC, _x_doc(nd, False), _UNPOOL_DOC, _layout_doc(nd)], _BACKWARD_RETURNS,
+                  "A gather: each input cell reads ``grad_output`` where it was written.",
+                  see=[f"poolkit.max_unpool{s}"])
+    for kind, what in (("max", "maximum"), ("avg", "mean")):
+        _document(g[f"global_{kind}_pool2d"], f"The {what} over all of H and W (adaptive pooling to 1 x 1).",
+                  [_x_doc(2, kind == "max"), _KEEPDIMS_DOC, _layout_doc(2)],
+                  "Returns\n    -------\n    out : ndarray\n        ``(N, C)`` (``(N, C, 1, 1)`` / "
+                  "``(N, 1, 1, C)`` with ``keepdims``); same dtype as ``x``.",
+                  see=[f"poolkit.adaptive_{kind}_pool2d", f"poolkit.global_{kind}_pool2d_backward"])
+        _document(g[f"global_{kind}_pool2d_backward"], f"Gradient of :func:`global_{kind}_pool2d`.",
+                  [_GRAD_DOC, _x_doc(2, False), _KEEPDIMS_DOC, _layout_doc(2)], _BACKWARD_RETURNS,
+                  see=[f"poolkit.global_{kind}_pool2d"])
+
+
+_document_family()
+del _document_family
