@@ -567,20 +567,21 @@ def _lp_pool_nd_backward(op, nd, grad_output, x, norm_type, kernel_size, stride,
     t = x.dtype.type
     div = G.avg_divisor_table(g, True)
     K = math.prod(g.kernel)
-    gx = np.zeros(x.shape, dtype=x.dtype)
+    # First the gradient w.r.t. |x| (inf norms) or x**p (finite p), summed over the
+    # windows in output scan order; then the elementwise last step of the chain.
+    g_inner = np.zeros(x.shape, dtype=x.dtype)
     for n, c in _planes(x):
         for o in np.ndindex(*g.out_size):
             gy = grad[(n, c) + o]
             if math.isinf(p):
-                # y = s * max(s*|x|) with s = +-1: the gradient goes to the argmax of s*|x|,
-                # then through |x| (derivative sign(x), 0 at 0).
+                # y = s * max(s*|x|) with s = +-1: the gradient goes to the argmax of s*|x|
                 s = 1 if p > 0 else -1
                 best, best_pos = None, None
                 for pos in _taps(o, g):
                     v = s * abs(x[(n, c) + pos])
                     if best is None or v > best or np.isnan(v):
                         best, best_pos = v, pos
-                gx[(n, c) + best_pos] += gy * np.sign(x[(n, c) + best_pos])
+                g_inner[(n, c) + best_pos] += gy
                 continue
             total = t(0)
             for pos in _taps(o, g):
@@ -590,14 +591,19 @@ def _lp_pool_nd_backward(op, nd, grad_output, x, norm_type, kernel_size, stride,
             b = a * K
             # d/db b**(1/p), then *K, then through sign(a)*relu(|a|): derivative 1
             # where a != 0 and 0 where a == 0 (PyTorch's "zero sum -> zero gradient").
-            gb = gy * ((1.0 / p) * b ** (1.0 / p - 1.0))
-            ga = gb * K
+            ga = gy * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
             if a == 0:
                 ga = t(0)
             share = ga / divisor  # average pooling's backward
             for pos in _taps(o, g):
-                v = x[(n, c) + pos]
-                gx[(n, c) + pos] += share * (p * v ** (p - 1.0))  # d/dv v**p
+                g_inner[(n, c) + pos] += share
+    gx = np.empty(x.shape, dtype=x.dtype)
+    for cell in np.ndindex(*x.shape):
+        v = x[cell]
+        if math.isinf(p):
+            gx[cell] = g_inner[cell] * np.sign(v)  # d|v|/dv, 0 at 0
+        else:
+            gx[cell] = g_inner[cell] * (p * v ** (p - 1.0))  # d(v**p)/dv
     return _finish(gx, cl, batched)
 
 
