@@ -99,6 +99,41 @@ def run(threads=2, repeat=10, scale=1.0, layouts=("NCHW", "NHWC"), cases=None, u
     return rows
 
 
+_FIRST_CALL = """
+import time, numpy as np
+t0 = time.perf_counter()
+import poolkit
+t1 = time.perf_counter()
+x = np.ones((1, 1, 8, 8), np.float32)
+poolkit.max_pool2d(x, 2)
+t2 = time.perf_counter()
+poolkit.max_pool2d(x, 2)
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def first_call_latency():
+    """Import time and first-call time of ``poolkit.max_pool2d`` in fresh processes.
+
+    Runs twice with an empty Numba cache directory (the first run compiles and
+    fills it, the second loads from it). Returns a list of (label, import s,
+    first call s, second call s).
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold cache (compiles)", "warm cache (loads)"):
+            out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            rows.append((label, *map(float, out)))
+    return rows
+
+
 def format_table(rows, threads):
     has_torch = any("torch" in r for r in rows)
     head = ["case", "layout", "shape", "serial ms", "parallel ms", "copy ms", "par/copy"]
@@ -136,12 +171,19 @@ def main(argv=None):
     p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--first-call", action="store_true",
+                   help="only measure import and first-call latency in fresh processes")
     args, rest = p.parse_known_args(argv)
     if args.gpu:
         from poolkit import bench_gpu
         return bench_gpu.main(rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.first_call:
+        print("| fresh process | import s | first max_pool2d s | second call s |\n|---|---|---|---|")
+        for label, t_imp, t_first, t_second in first_call_latency():
+            print(f"| {label} | {t_imp:.3f} | {t_first:.3f} | {t_second:.6f} |")
+        return 0
     layouts = ("NCHW", "NHWC") if args.layout == "both" else (args.layout,)
     print(f"poolkit CPU benchmark -- {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, {datetime.date.today()}", flush=True)

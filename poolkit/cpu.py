@@ -26,6 +26,8 @@ arguments with :mod:`poolkit.geometry` before any kernel runs.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -35,10 +37,24 @@ __all__ = ["max_pool2d", "avg_pool2d", "KERNELS"]
 
 
 def _njit_pair(fn):
-    """Compile ``fn`` twice: serial and parallel (same source)."""
-    serial = njit(cache=True, nogil=True)(fn)
+    """Compile ``fn`` twice: serial and parallel (same source).
+
+    Numba's on-disk cache keys entries by function name, signature and bytecode,
+    not by the ``parallel`` flag, so the serial twin is a clone with its own
+    ``__qualname__``; otherwise one twin would load the other's machine code.
+    """
+    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                               fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + "_serial"
+    clone.__doc__ = fn.__doc__
+    serial = njit(cache=True, nogil=True)(clone)
     parallel = njit(cache=True, nogil=True, parallel=True)(fn)
     return serial, parallel
+
+
+#: Inputs smaller than this many elements run the serial kernel even when
+#: ``parallel=True``: starting the thread pool costs more than the work.
+PARALLEL_MIN_SIZE = 1 << 15
 
 
 # ---------------------------------------------------------------- helpers
@@ -415,6 +431,10 @@ def _init_value(dtype):
     return dtype.type(np.iinfo(dtype).min)
 
 
+def _use_parallel(x, parallel):
+    return bool(parallel) and x.size >= PARALLEL_MIN_SIZE
+
+
 def _prepare(x, op, layout, allow_int):
     x = G.as_native_array(x, op)
     channels_last, batched, spatial = G.check_input(x.shape, x.dtype, 2, layout, op, allow_int=allow_int)
@@ -451,7 +471,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """2-D max pooling on the CPU with Numba (NumPy in, NumPy out).
 
     Same arguments and results as :func:`poolkit.max_pool2d`; ``parallel=False``
-    selects the serial kernel.
+    selects the serial kernel (inputs under ``PARALLEL_MIN_SIZE`` elements always
+    run serially).
 
     See Also
     --------
@@ -462,6 +483,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return_indices = G.check_bool(return_indices, "return_indices", op)
     x, cl, batched, spatial = _prepare(x, op, layout, allow_int=True)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    parallel = _use_parallel(x, parallel)
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
     if out.size:
@@ -490,7 +512,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """2-D average pooling on the CPU with Numba (NumPy in, NumPy out).
 
     Same arguments and results as :func:`poolkit.avg_pool2d`; ``parallel=False``
-    selects the serial kernel.
+    selects the serial kernel (inputs under ``PARALLEL_MIN_SIZE`` elements always
+    run serially).
 
     See Also
     --------
@@ -502,6 +525,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     override = G.check_divisor_override(divisor_override, op)
     x, cl, batched, spatial = _prepare(x, op, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
+    parallel = _use_parallel(x, parallel)
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     if out.size:
         div_h, div_w = (t.astype(x.dtype) for t in G.avg_divisor_table(g, count_include_pad))
