@@ -143,6 +143,7 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
+    uPW = np.uint64(PW)  # unsigned indices: no negative-index wraparound code
     for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
         acc = np.empty(OW, dtype=out.dtype)
@@ -153,18 +154,21 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
             for oh in range(OH):
                 tmp[:] = init
                 hs = oh * SH - PH
-                for kh in range(KH):
+                for kh in range(KH):  # pass 1: fold the window's rows
                     ih = hs + kh * DH
                     if 0 <= ih < H:
-                        _row_max(tmp[PW:PW + W], x[n, c, ih], W)
-                _sweep_max(acc, tmp, OW, SW, KW, DW, init)
-                out[n, c, oh, :] = acc
+                        for iw in range(np.uint64(W)):
+                            tmp[uPW + iw] = _vmax(x[n, c, ih, iw], tmp[uPW + iw])
+                _sweep_max(acc, tmp, OW, SW, KW, DW, init)  # pass 2: fold columns
+                for ow in range(np.uint64(OW)):
+                    out[n, c, oh, ow] = acc[ow]
 
 
 def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    uPW = np.uint64(PW)
     for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
         acc = np.empty(OW, dtype=out.dtype)
@@ -178,7 +182,8 @@ def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                 for kh in range(KH):
                     ih = hs + kh
                     if 0 <= ih < H:
-                        _row_add(tmp[PW:PW + W], x[n, c, ih], W)
+                        for iw in range(np.uint64(W)):
+                            tmp[uPW + iw] += x[n, c, ih, iw]
                 _sweep_add(acc, tmp, OW, SW, KW)
                 if override > 0:
                     for ow in range(OW):
