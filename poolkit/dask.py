@@ -173,12 +173,13 @@ class _BlockSpec:
     channels_last: bool
     out_shape: tuple          # shape of this output block
     dtype: np.dtype           # native output dtype
+    rows: BlockRange          # this block's outputs and input cells along H
+    cols: BlockRange          # ... and along W
     stride: tuple
-    local_padding: tuple      # padding before the slice: > 0 only at the true top/left edge
+    padding: tuple            # the whole array's padding (applied only at its edges)
     dilation: tuple
     kernel: tuple
-    in_start: tuple = (0, 0)  # global (row, col) of the slice's first cell (for indices)
-    in_width: int = 0         # global W (for indices)
+    in_width: int = 0         # global W (for global flat indices)
     div_h: np.ndarray | None = None
     div_w: np.ndarray | None = None
     override: int = 0
@@ -223,37 +224,116 @@ def _assemble(pieces, axes):
 
 
 def _pool_block(pieces, spec: _BlockSpec):
-    """Pool one output block: assemble its input slice and run a serial poolkit.cpu kernel."""
-    x = _assemble(pieces, _spatial_axes(spec.channels_last))
-    if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
-        x = x.astype(spec.dtype)
+    """Pool one output block from its input pieces with serial poolkit.cpu kernels.
+
+    ``pieces[i][j]`` are the parts of the input chunks the block reads; the first
+    one is the chunk its windows start in, the others are halo strips. The block
+    is cut into up to three regions so that the bulk never needs a copy:
+
+    * the outputs whose windows lie inside the first piece: run on a view of it;
+    * the last output columns (their windows reach into the right-hand halo) and
+    * the last output rows (they reach into the halo below): run on small
+      glued strips.
+
+    Every kernel writes straight into its part of the block's output. A cell's
+    value does not depend on the region it is computed in: the same kernel
+    family, the same taps in the same order, padding only at the array's edges.
+    """
+    axes = _spatial_axes(spec.channels_last)
     out = np.empty(spec.out_shape, dtype=spec.dtype)
     idx = np.empty(spec.out_shape, dtype=np.int64) if spec.kind == "max_idx" else None
-    if out.size:
-        _run_kernel(x, out, idx, spec)
-    if idx is None:
-        return out
-    if out.size:
+    if not out.size:
+        return out if idx is None else (out, idx)
+    heights = [p[0].shape[axes[0]] for p in pieces]
+    widths = [q.shape[axes[1]] for q in pieces[0]]
+    oh, ow = out.shape[axes[0]], out.shape[axes[1]]
+    rh = _inner_count(spec, 0, heights, oh)
+    rw = _inner_count(spec, 1, widths, ow)
+    regions = [((0, rh), (0, rw)), ((0, rh), (rw, ow)), ((rh, oh), (0, ow))]
+    for (a, b), (c, d) in regions:
+        if a < b and c < d:
+            _pool_region(pieces, heights, widths, spec, out, idx, a, b, c, d)
+    return out if idx is None else (out, idx)
+
+
+def _inner_count(spec, axis, sizes, n_out):
+    """How many of the block's outputs along ``axis`` read only the first piece."""
+    if len(sizes) == 1:
+        return n_out
+    block = (spec.rows, spec.cols)[axis]
+    s, p = spec.stride[axis], spec.padding[axis]
+    eff = spec.dilation[axis] * (spec.kernel[axis] - 1) + 1
+    first_window = block.out_start * s - p
+    r = (block.in_start + sizes[0] - eff - first_window) // s + 1
+    return max(0, min(n_out, r))
+
+
+def _pool_region(pieces, heights, widths, spec, out, idx, a, b, c, d):
+    """Outputs ``[a, b) x [c, d)`` of the block: glue the input they read, run the kernel."""
+    cl = spec.channels_last
+    axes = _spatial_axes(cl)
+    spans = []
+    for block, lo, hi, axis in ((spec.rows, a, b, 0), (spec.cols, c, d, 1)):
+        s, p = spec.stride[axis], spec.padding[axis]
+        eff = spec.dilation[axis] * (spec.kernel[axis] - 1) + 1
+        start = (block.out_start + lo) * s - p  # first window's start (may be in the padding)
+        g0 = max(block.in_start, start)
+        g1 = min(block.in_stop, (block.out_start + hi - 1) * s - p + eff)
+        spans.append((g0, g1, g0 - start))
+    (r0, r1, pad_h), (c0, c1, pad_w) = spans
+    x = _glue(pieces, heights, widths, spec.rows.in_start, spec.cols.in_start, r0, r1, c0, c1, axes)
+    if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
+        x = x.astype(spec.dtype)
+    sl = [slice(None)] * 4
+    sl[axes[0]], sl[axes[1]] = slice(a, b), slice(c, d)
+    sl = tuple(sl)
+    iv = idx[sl] if idx is not None else None
+    div_h = spec.div_h[a:b] if spec.div_h is not None else None
+    div_w = spec.div_w[c:d] if spec.div_w is not None else None
+    _run_kernel(x, out[sl], iv, spec, (pad_h, pad_w), div_h, div_w)
+    if iv is not None:
         # local flat index (row * local_W + col) -> global flat index per (H, W) plane
-        row, col = np.divmod(idx, x.shape[2 if spec.channels_last else 3])
-        row += spec.in_start[0]
-        col += spec.in_start[1]
+        row, col = np.divmod(iv, c1 - c0)
+        row += r0
         row *= spec.in_width
         row += col
-        idx = row
-    return out, idx
+        row += c0
+        iv[...] = row
 
 
-def _run_kernel(x, out, idx, spec):
-    """Run the serial poolkit.cpu kernel of ``spec.path`` on one block's slice."""
+def _glue(pieces, heights, widths, top, left, r0, r1, c0, c1, axes):
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` (global) of the pieces: a view when one
+    piece holds them, else a concatenation of the parts."""
+    def parts(sizes, start, lo, hi):
+        out, pos = [], start
+        for i, n in enumerate(sizes):
+            if pos < hi and pos + n > lo:
+                out.append((i, max(lo, pos) - pos, min(hi, pos + n) - pos))
+            pos += n
+        return out
+
+    rows = []
+    for i, h0, h1 in parts(heights, top, r0, r1):
+        row = []
+        for j, w0, w1 in parts(widths, left, c0, c1):
+            sl = [slice(None)] * 4
+            sl[axes[0]], sl[axes[1]] = slice(h0, h1), slice(w0, w1)
+            row.append(pieces[i][j][tuple(sl)])
+        rows.append(row)
+    return _assemble(rows, axes)
+
+
+def _run_kernel(x, out, idx, spec, padding, div_h, div_w):
+    """Run the serial poolkit.cpu kernel of ``spec.path`` on one region's input."""
     tag = "nhwc" if spec.channels_last else "nchw"
     op = "avg" if spec.kind == "avg" else "max"
     if spec.path == "flat":  # one window per whole plane: a flat reduction per (n, c)
         x = np.ascontiguousarray(x).reshape(out.size, -1)
+        flat = out.reshape(-1)  # out is a (n, c, 1, 1) block: reshaping gives a view
         if op == "max":
-            cpu.KERNELS[("global_max", False)](x, out.reshape(-1), cpu._init_value(spec.dtype))
+            cpu.KERNELS[("global_max", False)](x, flat, cpu._init_value(spec.dtype))
         else:
-            cpu.KERNELS[("global_sum", False)](x, out.reshape(-1), spec.dtype.type(spec.flat_divisor))
+            cpu.KERNELS[("global_sum", False)](x, flat, spec.dtype.type(spec.flat_divisor))
         return
     if spec.kind == "max_idx":
         name = f"max_idx_{tag}"
@@ -261,9 +341,9 @@ def _run_kernel(x, out, idx, spec):
         name = f"{op}_nhwc_sep"
     else:
         name = f"{op}_{tag}"
-    (SH, SW), (PH, PW), (DH, DW), (KH, KW) = spec.stride, spec.local_padding, spec.dilation, spec.kernel
+    (SH, SW), (PH, PW), (DH, DW), (KH, KW) = spec.stride, padding, spec.dilation, spec.kernel
     args = dict(x=x, out=out, idx=idx, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW, KH=KH, KW=KW,
-                init=cpu._init_value(spec.dtype), div_h=spec.div_h, div_w=spec.div_w,
+                init=cpu._init_value(spec.dtype), div_h=div_h, div_w=div_w,
                 override=spec.dtype.type(spec.override), nchunks=1)
     kernel = cpu.KERNELS[(name, False)]
     kernel(*[args[p] for p in _kernel_params(name)])
@@ -417,8 +497,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     def spec(bh, bw, n0, n1):
         return _BlockSpec(
             kind=kind, path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
-            stride=g.stride, local_padding=_local_padding(g, bh, bw), dilation=g.dilation,
-            kernel=g.kernel, in_start=(bh.in_start, bw.in_start), in_width=g.in_size[1])
+            rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=g.dilation,
+            kernel=g.kernel, in_width=g.in_size[1])
 
     name = tokenize(x4.name, op, kind, cl, g)
     res = _build(x4, g, cl, spec, name, return_indices, op)
@@ -481,7 +561,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     def spec(bh, bw, n0, n1):
         return _BlockSpec(
             kind="avg", path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
-            stride=g.stride, local_padding=_local_padding(g, bh, bw), dilation=(1, 1),
+            rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=(1, 1),
             kernel=g.kernel, div_h=div_h[bh.out_start:bh.out_stop].copy(),
             div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override,
             flat_divisor=flat_divisor)
@@ -494,10 +574,3 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
 def _block_shape(cl, n0, n1, bh, bw):
     oh, ow = bh.out_stop - bh.out_start, bw.out_stop - bw.out_start
     return (n0, oh, ow, n1) if cl else (n0, n1, oh, ow)
-
-
-def _local_padding(g, bh, bw):
-    """Padding before a block's slice: the distance from its first window start to the
-    slice start -- non-zero only where the slice begins at the array's true edge."""
-    return tuple(b.in_start - (b.out_start * s - p)
-                 for b, s, p in zip((bh, bw), g.stride, g.padding))

@@ -1,0 +1,209 @@
+"""Benchmark: 2-D max pooling on Dask (poolkit.dask) against in-memory poolkit.
+
+    python benchmarks/dask_bench.py                  # 16384^2 in memory, 32768^2 out of core
+    python benchmarks/dask_bench.py --size 8192 --ooc-size 16384 --chunk 1024   # quicker
+
+Two questions, each answered with throughput in GB/s of *input* read:
+
+1. **Same data, in memory.** A float32 ``(1, 1, size, size)`` array is pooled by
+   in-memory poolkit (one call of the parallel Numba kernel on all cores) and by
+   poolkit.dask on the same array wrapped with ``da.from_array`` in
+   ``chunk x chunk`` blocks (serial kernels, one per Dask thread). The ratio is
+   the cost of going through Dask. Best of ``--repeat`` runs each.
+2. **Out of core.** A lazily generated ``(1, 1, ooc, ooc)`` raster (each chunk is
+   made when a task needs it: a copy of one random tile, so making it costs one
+   memory write) is pooled and streamed into a sink that keeps only a checksum,
+   as a writer to disk would. The input never exists as a whole. Each run is a
+   fresh subprocess; it reports the time, the growth of its peak resident memory
+   (``resource.getrusage`` ``ru_maxrss``, after imports and kernel compilation)
+   and, in a second subprocess, the peak of NumPy allocations seen by
+   ``tracemalloc``, both in chunks of the input.
+
+Windows: 2x2 stride 2 (no halo; the pyramid step) and 3x3 stride 2 padding 1
+(overlapping windows: every block reads a one-cell halo from its neighbours).
+Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+CASES = {"2x2 s2": dict(kernel_size=2, stride=2), "3x3 s2 p1": dict(kernel_size=3, stride=2, padding=1)}
+
+
+def best_time(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+class ChecksumSink:
+    """A ``da.store`` target that keeps a running sum and count of what it receives."""
+
+    def __init__(self):
+        self.total = 0.0
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __setitem__(self, index, block):
+        s = float(block.sum(dtype=np.float64))
+        with self._lock:
+            self.total += s
+            self.count += block.size
+
+
+def lazy_raster(size, chunk, seed=0):
+    """A ``(1, 1, size, size)`` float32 Dask array; each chunk is a copy of one random tile."""
+    import dask.array as da
+
+    tile = np.random.default_rng(seed).random((1, 1, chunk, chunk), dtype=np.float32)
+
+    def make(block_info=None):
+        loc = block_info[None]["array-location"]
+        shape = tuple(b - a for a, b in loc)
+        out = np.empty(shape, dtype=np.float32)
+        out[...] = tile[tuple(slice(0, n) for n in shape)]
+        return out
+
+    return da.map_blocks(make, dtype=np.float32, chunks=((1,), (1,), *(_split(size, chunk),) * 2),
+                         meta=np.empty((0, 0, 0, 0), np.float32))
+
+
+def _split(n, c):
+    return (c,) * (n // c) + ((n % c,) if n % c else ())
+
+
+def warm_up(threads):
+    """Compile every kernel the runs use (parallel in-memory, serial per block, views)."""
+    import dask.array as da
+
+    import poolkit
+
+    x = np.random.default_rng(1).random((1, 1, 300, 300), dtype=np.float32)
+    for kw in CASES.values():
+        poolkit.max_pool2d(x, **kw)
+        dx = da.from_array(x, chunks=(1, 1, 128, 128))  # views of a bigger array
+        poolkit.max_pool2d(dx, **kw).compute(scheduler="threads", num_workers=threads)
+        poolkit.max_pool2d(lazy_raster(300, 128), **kw).compute(scheduler="threads", num_workers=threads)
+
+
+def in_memory_vs_dask(size, chunk, threads, repeat):
+    import dask.array as da
+
+    import poolkit
+
+    x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
+    rows = []
+    for name, kw in CASES.items():
+        t_mem = best_time(lambda: poolkit.max_pool2d(x, **kw), repeat)
+        dx = da.from_array(x, chunks=(1, 1, chunk, chunk))
+        y = poolkit.max_pool2d(dx, **kw)
+        t_dask = best_time(lambda: y.compute(scheduler="threads", num_workers=threads), repeat)
+        same = bool(np.array_equal(y.compute(scheduler="threads", num_workers=threads), poolkit.max_pool2d(x, **kw)))
+        rows.append(dict(case=name, gbs_mem=x.nbytes / t_mem / 1e9, gbs_dask=x.nbytes / t_dask / 1e9,
+                         t_mem=t_mem, t_dask=t_dask, identical=same, tasks=len(y.__dask_graph__())))
+    return x.nbytes, rows
+
+
+def out_of_core_child(args):
+    """Runs in a fresh process: pool a lazy raster into a checksum sink, report time and memory."""
+    import resource
+    import tracemalloc
+
+    import dask
+    import dask.array as da
+
+    import poolkit
+
+    warm_up(args.threads)
+    kw = CASES[args.case]
+    x = lazy_raster(args.ooc_size, args.chunk)
+    y = poolkit.max_pool2d(x, **kw)
+    sink = ChecksumSink()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if args.trace:
+        tracemalloc.start()
+    with dask.config.set(scheduler="threads", num_workers=args.threads):
+        t0 = time.perf_counter()
+        da.store(y, sink, lock=False)
+        t = time.perf_counter() - t0
+    peak_traced = tracemalloc.get_traced_memory()[1] if args.trace else None
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(seconds=t, rss_growth=rss1 - rss0, rss_before=rss0, peak_traced=peak_traced,
+                          checksum=sink.total, count=sink.count, out_shape=list(y.shape),
+                          in_bytes=int(np.prod(x.shape)) * 4, chunk_bytes=args.chunk ** 2 * 4)))
+
+
+def out_of_core(case, args):
+    base = [sys.executable, __file__, "--child", "--case", case, "--ooc-size", str(args.ooc_size),
+            "--chunk", str(args.chunk), "--threads", str(args.threads)]
+    run = json.loads(subprocess.run(base, check=True, capture_output=True, text=True).stdout)
+    traced = json.loads(subprocess.run(base + ["--trace"], check=True, capture_output=True, text=True).stdout)
+    run["peak_traced"] = traced["peak_traced"]
+    assert run["count"] == int(np.prod(run["out_shape"]))  # every output cell reached the sink
+    return run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=16384, help="side of the in-memory array (float32)")
+    p.add_argument("--ooc-size", type=int, default=32768, help="side of the lazily generated raster")
+    p.add_argument("--chunk", type=int, default=2048, help="side of a square chunk")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="Dask threads and Numba threads")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--case", default="2x2 s2", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return out_of_core_child(args)
+
+    import dask
+    import numba
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    warm_up(args.threads)
+    chunk_mib = args.chunk ** 2 * 4 / 2 ** 20
+    print(f"# poolkit.dask benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"Numba threads {numba.get_num_threads()}, Dask threaded scheduler with {args.threads} workers; "
+          f"numba {numba.__version__}, dask {dask.__version__}, numpy {np.__version__}")
+    print(f"# command: python benchmarks/dask_bench.py --size {args.size} --ooc-size {args.ooc_size} "
+          f"--chunk {args.chunk} --threads {args.threads} --repeat {args.repeat}\n")
+
+    nbytes, rows = in_memory_vs_dask(args.size, args.chunk, args.threads, args.repeat)
+    print(f"## Same data in memory: float32 (1, 1, {args.size}, {args.size}) = {nbytes / 2**30:.2f} GiB, "
+          f"Dask chunks {args.chunk}x{args.chunk} ({chunk_mib:.0f} MiB, {(args.size // args.chunk) ** 2} chunks); "
+          f"best of {args.repeat}\n")
+    print("| window | in-memory poolkit GB/s | poolkit.dask GB/s | dask / in-memory | identical | tasks |")
+    print("| --- | ---: | ---: | ---: | --- | ---: |")
+    for r in rows:
+        print(f"| {r['case']} | {r['gbs_mem']:.2f} | {r['gbs_dask']:.2f} | {r['gbs_dask'] / r['gbs_mem']:.0%} "
+              f"| {r['identical']} | {r['tasks']} |")
+
+    ooc_gib = args.ooc_size ** 2 * 4 / 2 ** 30
+    print(f"\n## Out of core: lazily generated float32 (1, 1, {args.ooc_size}, {args.ooc_size}) = {ooc_gib:.1f} GiB "
+          f"= {(args.ooc_size // args.chunk) ** 2} chunks of {chunk_mib:.0f} MiB, streamed into a checksum sink\n")
+    print("| window | seconds | GB/s of input (incl. making it) | peak RSS growth | "
+          "peak NumPy allocations (tracemalloc) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for case in CASES:
+        r = out_of_core(case, args)
+        cb = r["chunk_bytes"]
+        print(f"| {case} | {r['seconds']:.2f} | {r['in_bytes'] / r['seconds'] / 1e9:.2f} | "
+              f"{r['rss_growth'] / 2**20:.0f} MiB = {r['rss_growth'] / cb:.1f} chunks | "
+              f"{r['peak_traced'] / 2**20:.0f} MiB = {r['peak_traced'] / cb:.1f} chunks |")
+
+
+if __name__ == "__main__":
+    main()
