@@ -65,8 +65,6 @@ All launch parameters live in :mod:`poolkit.config`.
 """
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -326,16 +324,16 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
                     RPT, TIH, TIW, LW, tiles_h, tiles_w):
     """Tiled NCHW max pool: stage tile + halo in shared memory, then reduce windows.
 
-    Block ``(BX, BY, BZ)``: ``tx`` indexes the output column, ``ty`` the output row
-    (the thread computes rows ``ty, ty+BY, ...``, ``RPT`` of them) and ``tz`` the
-    plane within a group of ``BZ`` planes. Work items (plane group, tile row, tile
-    col) are visited with a grid-stride loop. ``xf``/``outf`` are flat views of
+    Block ``(BX, BP, BR)``: ``tx`` indexes the output column, ``tp`` the plane
+    within a group of ``BP`` planes and ``tr`` the output row (the thread computes
+    rows ``tr, tr+BR, ...``, ``RPT`` of them). Work items (plane group, tile row,
+    tile col) are visited with a grid-stride loop. ``xf``/``outf`` are flat views of
     C-contiguous ``(N*C, H, W)`` / ``(N*C, OH, OW)`` arrays.
 
     Each item has two phases separated by ``cuda.syncthreads()``:
 
     1. *Load*: input rows ``[ih0, ih0+TIH)`` x cols ``[iw0, iw0+TIW)`` of the
-       ``BZ`` planes go to shared memory as ``sh[(plane*TIH + i)*TIW + j]``. The
+       ``BP`` planes go to shared memory as ``sh[(plane*TIH + i)*TIW + j]``. The
        block's threads form ``LH`` rows of ``LW`` threads and a row of threads
        copies a contiguous run of an input row, so a warp reads consecutive
        addresses (coalesced). When a tile spans whole input rows (``TIW == W``),
@@ -348,19 +346,19 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
     """
     sh = cuda.shared.array(0, dtype=xf.dtype)
     tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    tz = cuda.threadIdx.z
+    tp = cuda.threadIdx.y
+    tr = cuda.threadIdx.z
     BX = cuda.blockDim.x
-    BY = cuda.blockDim.y
-    BZ = cuda.blockDim.z
-    TOH = BY * RPT
+    BP = cuda.blockDim.y
+    BR = cuda.blockDim.z
+    TOH = BR * RPT
     # load-phase layout: LH rows of LW threads, each row copies a contiguous run
-    t = tx + BX * (ty + BY * tz)
-    LH = (BX * BY * BZ) // LW
+    t = tx + BX * (tp + BP * tr)  # linear thread id, in warp order
+    LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
     tiles = tiles_h * tiles_w
-    items = ((P + BZ - 1) // BZ) * tiles
+    items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
         grp = item // tiles
         rem = item - grp * tiles
@@ -370,12 +368,12 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
         ow0 = tw * BX
         ih0 = max(oh0 * SH - PH, 0)
         iw0 = max(ow0 * SW - PW, 0)
-        p0 = grp * BZ
+        p0 = grp * BP
         cuda.syncthreads()  # everyone is done reading the previous tile
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BZ * TIH, LH):
+            for r in range(li, BP * TIH, LH):
                 pz = r // TIH
                 ih = ih0 + r - pz * TIH
                 if p0 + pz < P and ih < H:
@@ -383,13 +381,13 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
                     for j in range(lj, jend, LW):
                         sh[r * TIW + j] = xf[src + j]
         cuda.syncthreads()  # the tile is complete
-        p = p0 + tz
+        p = p0 + tp
         ow = ow0 + tx
         if p < P and ow < OW:
             ws = ow * SW - PW
-            srow = tz * TIH - ih0
+            srow = tp * TIH - ih0
             for r in range(RPT):
-                oh = oh0 + ty + r * BY
+                oh = oh0 + tr + r * BR
                 if oh < OH:
                     hs = oh * SH - PH
                     m = init
@@ -412,19 +410,19 @@ def _max_idx_nchw_tiled(xf, outf, idxf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW,
     """Tiled NCHW max pool with indices (see :func:`_max_nchw_tiled`)."""
     sh = cuda.shared.array(0, dtype=xf.dtype)
     tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    tz = cuda.threadIdx.z
+    tp = cuda.threadIdx.y
+    tr = cuda.threadIdx.z
     BX = cuda.blockDim.x
-    BY = cuda.blockDim.y
-    BZ = cuda.blockDim.z
-    TOH = BY * RPT
+    BP = cuda.blockDim.y
+    BR = cuda.blockDim.z
+    TOH = BR * RPT
     # load-phase layout: LH rows of LW threads, each row copies a contiguous run
-    t = tx + BX * (ty + BY * tz)
-    LH = (BX * BY * BZ) // LW
+    t = tx + BX * (tp + BP * tr)  # linear thread id, in warp order
+    LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
     tiles = tiles_h * tiles_w
-    items = ((P + BZ - 1) // BZ) * tiles
+    items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
         grp = item // tiles
         rem = item - grp * tiles
@@ -434,12 +432,12 @@ def _max_idx_nchw_tiled(xf, outf, idxf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW,
         ow0 = tw * BX
         ih0 = max(oh0 * SH - PH, 0)
         iw0 = max(ow0 * SW - PW, 0)
-        p0 = grp * BZ
+        p0 = grp * BP
         cuda.syncthreads()  # everyone is done reading the previous tile
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BZ * TIH, LH):
+            for r in range(li, BP * TIH, LH):
                 pz = r // TIH
                 ih = ih0 + r - pz * TIH
                 if p0 + pz < P and ih < H:
@@ -447,13 +445,13 @@ def _max_idx_nchw_tiled(xf, outf, idxf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW,
                     for j in range(lj, jend, LW):
                         sh[r * TIW + j] = xf[src + j]
         cuda.syncthreads()  # the tile is complete
-        p = p0 + tz
+        p = p0 + tp
         ow = ow0 + tx
         if p < P and ow < OW:
             ws = ow * SW - PW
-            srow = tz * TIH - ih0
+            srow = tp * TIH - ih0
             for r in range(RPT):
-                oh = oh0 + ty + r * BY
+                oh = oh0 + tr + r * BR
                 if oh < OH:
                     hs = oh * SH - PH
                     m = init
@@ -480,19 +478,19 @@ def _avg_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, KH, KW, div_h, di
     """Tiled NCHW average pool (see :func:`_max_nchw_tiled`); scan-order sums."""
     sh = cuda.shared.array(0, dtype=xf.dtype)
     tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    tz = cuda.threadIdx.z
+    tp = cuda.threadIdx.y
+    tr = cuda.threadIdx.z
     BX = cuda.blockDim.x
-    BY = cuda.blockDim.y
-    BZ = cuda.blockDim.z
-    TOH = BY * RPT
+    BP = cuda.blockDim.y
+    BR = cuda.blockDim.z
+    TOH = BR * RPT
     # load-phase layout: LH rows of LW threads, each row copies a contiguous run
-    t = tx + BX * (ty + BY * tz)
-    LH = (BX * BY * BZ) // LW
+    t = tx + BX * (tp + BP * tr)  # linear thread id, in warp order
+    LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
     tiles = tiles_h * tiles_w
-    items = ((P + BZ - 1) // BZ) * tiles
+    items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
         grp = item // tiles
         rem = item - grp * tiles
@@ -502,12 +500,12 @@ def _avg_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, KH, KW, div_h, di
         ow0 = tw * BX
         ih0 = max(oh0 * SH - PH, 0)
         iw0 = max(ow0 * SW - PW, 0)
-        p0 = grp * BZ
+        p0 = grp * BP
         cuda.syncthreads()  # everyone is done reading the previous tile
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BZ * TIH, LH):
+            for r in range(li, BP * TIH, LH):
                 pz = r // TIH
                 ih = ih0 + r - pz * TIH
                 if p0 + pz < P and ih < H:
@@ -515,14 +513,14 @@ def _avg_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, KH, KW, div_h, di
                     for j in range(lj, jend, LW):
                         sh[r * TIW + j] = xf[src + j]
         cuda.syncthreads()  # the tile is complete
-        p = p0 + tz
+        p = p0 + tp
         ow = ow0 + tx
         if p < P and ow < OW:
             ws = ow * SW - PW
-            srow = tz * TIH - ih0
+            srow = tp * TIH - ih0
             dw = div_w[ow]
             for r in range(RPT):
-                oh = oh0 + ty + r * BY
+                oh = oh0 + tr + r * BR
                 if oh < OH:
                     hs = oh * SH - PH
                     s = zero
@@ -804,8 +802,9 @@ class TilePlan:
     layout : str
         ``"NCHW"`` or ``"NHWC"``.
     block : (int, int, int)
-        Threads per block ``(BX, BY, BZ)``. NCHW: output columns, output rows,
-        planes. NHWC: channels, output columns, output rows.
+        Threads per block (x, y, z). NCHW: output columns, planes, output rows.
+        NHWC: channels, output columns, output rows. (CUDA allows at most 64
+        along z and 1024 in all.)
     outputs_per_thread : int
         Output rows each thread computes per tile (``RPT``).
     tile_out : (int, int)
@@ -873,7 +872,7 @@ def plan_tiles(layout, x_shape, geom: G.PoolGeometry, itemsize: int, *, grid_cap
     """
     (KH, KW), (SH, SW), (DH, DW) = geom.kernel, geom.stride, geom.dilation
     OH, OW = geom.out_size
-    tpb = max(1, int(config.GPU_TILE_THREADS))
+    tpb = max(1, min(1024, int(config.GPU_TILE_THREADS)))
     opt = max(1, int(config.GPU_OUTPUTS_PER_THREAD))
     budget = int(config.GPU_SHARED_BYTES)
     cap = grid_cap if grid_cap is not None else _max_blocks()
@@ -881,43 +880,43 @@ def plan_tiles(layout, x_shape, geom: G.PoolGeometry, itemsize: int, *, grid_cap
         N, C, H, W = x_shape
         P = N * C
         BX = _balanced(OW, int(config.GPU_TILE_WIDTH))
-        BY = max(1, min(OH, tpb // BX))
-        RPT = max(1, min(opt, _cdiv(OH, BY)))
+        BR = max(1, min(OH, 64, tpb // BX))  # blockDim.z <= 64
+        RPT = max(1, min(opt, _cdiv(OH, BR)))
         while True:
             # equal tile rows: no mostly-idle last tile
-            tiles_h = _cdiv(OH, BY * RPT)
+            tiles_h = _cdiv(OH, BR * RPT)
             rows = _cdiv(OH, tiles_h)
-            RPT = _cdiv(rows, BY)
-            BY = _cdiv(rows, RPT)
-            TIH = _tile_in(BY * RPT, SH, KH, DH, H)
+            RPT = _cdiv(rows, BR)
+            BR = _cdiv(rows, RPT)
+            TIH = _tile_in(BR * RPT, SH, KH, DH, H)
             TIW = _tile_in(BX, SW, KW, DW, W)
             per_plane = TIH * TIW * itemsize
-            BZ = max(1, min(P, tpb // (BX * BY)))
-            if BZ > 1:  # small planes: several per block, as many as shared memory allows
-                BZ = max(1, min(BZ, budget // per_plane))
-                if BZ >= 64:
-                    BZ -= BZ % 32  # whole warps
-            if BZ * per_plane <= budget:
+            BP = max(1, min(P, tpb // (BX * BR)))
+            if BP > 1:  # small planes: several per block, as many as shared memory allows
+                BP = max(1, min(BP, budget // per_plane))
+                if BP >= 64:
+                    BP -= BP % 32  # whole warps
+            if BP * per_plane <= budget:
                 break
             if RPT > 1:
                 RPT = _cdiv(RPT, 2)
-            elif BY > 1:
-                BY = _cdiv(BY, 2)
+            elif BR > 1:
+                BR = _cdiv(BR, 2)
             elif BX > 1:
                 BX = _cdiv(BX, 2)
             else:
                 return None
         tiles_w = _cdiv(OW, BX)
-        threads = BX * BY * BZ
-        items = _cdiv(P, BZ) * tiles_h * tiles_w
-        return TilePlan("NCHW", (BX, BY, BZ), RPT, (BY * RPT, BX), (TIH, TIW), BZ,
-                        (tiles_h, tiles_w, _cdiv(P, BZ)), min(TIW, threads),
-                        BZ * TIH * TIW * itemsize, items, max(1, min(items, cap)))
+        threads = BX * BR * BP
+        items = _cdiv(P, BP) * tiles_h * tiles_w
+        return TilePlan("NCHW", (BX, BP, BR), RPT, (BR * RPT, BX), (TIH, TIW), BP,
+                        (tiles_h, tiles_w, _cdiv(P, BP)), min(TIW, threads),
+                        BP * TIH * TIW * itemsize, items, max(1, min(items, cap)))
     if layout == "NHWC":
         N, H, W, C = x_shape
         ct0 = max(1, min(C, int(config.GPU_TILE_CHANNELS)))
         BY = _balanced(OW, max(1, tpb // ct0))
-        BZ = max(1, min(OH, tpb // (ct0 * BY)))
+        BZ = max(1, min(OH, 64, tpb // (ct0 * BY)))  # blockDim.z <= 64
         RPT = max(1, min(opt, _cdiv(OH, BZ)))
         BX = max(1, min(C, max(ct0, tpb // (BY * BZ))))  # widen the channel tile for tiny outputs
         while True:
@@ -1083,7 +1082,7 @@ def _to_device_4d(x, batched, op):
         # The optimized kernels index flat, contiguous memory: make a device copy.
         dst = cuda.device_array(tuple(d.shape), dtype=d.dtype)
         if dst.size:
-            tpb = max(1, int(config.GPU_THREADS_PER_BLOCK))
+            tpb = max(1, min(1024, int(config.GPU_THREADS_PER_BLOCK)))
             blocks = max(1, min(_cdiv(dst.size, tpb), _max_blocks()))
             if _RECORD is not None:
                 import numba
@@ -1132,7 +1131,7 @@ def _prepare(op, xd, g, cl, kernel, *, count_include_pad=True, override=0, alloc
     plan = plan_tiles(layout, shape, g, dtype.itemsize) if kernel == "optimized" else None
     if plan is None:  # naive requested, or no tile fits in shared memory
         total = int(np.prod(out_shape))
-        tpb = max(1, int(config.GPU_THREADS_PER_BLOCK))
+        tpb = max(1, min(1024, int(config.GPU_THREADS_PER_BLOCK)))
         return PreparedLaunch(f"{op}_{layout.lower()}_naive", KERNELS[(op, layout, "naive")],
                               max(1, _cdiv(total, tpb)), tpb, 0,
                               (xd,) + outputs + geo + tail, outputs)
