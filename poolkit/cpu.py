@@ -5,21 +5,32 @@ Each kernel is written once as a plain Python function and compiled twice:
 ``njit(parallel=True)`` (the outer ``prange`` is split across threads). Kernels
 compile lazily on first call and are cached on disk (``cache=True``).
 
-Why these kernels are fast (pooling is memory-bound: the goal is to read each
-input byte once and keep everything else in L1):
+Pooling is memory-bound: the goal is to read each input byte once and keep
+everything else in L1. How these kernels get there:
 
-* **NCHW** -- parallel over (n, c) planes. For each output row the kernel walks
-  the window row by row and, for each kernel column ``kw``, sweeps the *whole
-  output row* at once: ``out[ow] = max(out[ow], x[ih, ow*s + off])``. The bounds
-  for ``ow`` are computed once per ``kw``, so the inner loop has no branches
-  except the NaN-aware select, and LLVM vectorises it (strided loads).
-* **NHWC** -- parallel over (n, output row). For each output cell the innermost
-  loop runs over channels, which are contiguous: a plain vector loop.
-* ``max`` updates with ``v > m or v != v``: the first maximum wins ties and
-  NaN propagates (the last NaN's index is kept), exactly as PyTorch.
-* ``avg`` sums in the input dtype in scan order and divides by a divisor of the
-  same dtype, as PyTorch's CPU kernels do.
+* **NCHW, separable** -- max and sum are separable over the window, so for each
+  output row the kernel first folds the window's KH input rows into one padded
+  row (pass 1: contiguous, vectorised), then folds KW columns of that row into
+  the output row (pass 2: from L1; stride-2 windows get loops with literal
+  offsets that LLVM vectorises with shuffles). Planes are split into chunks so
+  scratch rows are allocated once per chunk, never per plane.
+* **Global windows** (one window covering a whole contiguous plane, e.g. 7x7 on
+  7x7) reduce each plane as a flat row with eight independent accumulators.
+* **NHWC** -- parallel over (n, output row); the innermost loop runs over the
+  contiguous channels, a plain vector loop. Windows that overlap along W use
+  the separable form too (each input row folded once).
+* **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
+  uses non-separable kernels that visit taps row by row.
+* ``max`` updates with ``v > m or v != v``: ties keep the first maximum, NaN
+  propagates and the index names the last NaN, exactly as PyTorch. Max values
+  are bitwise identical to the reference in any order.
+* ``avg`` sums in the input dtype and divides by a divisor of the same dtype.
+  The NCHW kernel adds column sums (sum over kw of the sum over kh), the NHWC
+  kernel row by row; both differ from PyTorch's row-by-row order only in the
+  last bits (a few ulp), which the tests bound explicitly.
 * No ``fastmath``: it would let LLVM assume no NaN/inf.
+* Inputs under ``PARALLEL_MIN_SIZE`` elements run the serial kernel: starting
+  the thread pool costs more than pooling them.
 
 The public entry points :func:`max_pool2d` and :func:`avg_pool2d` validate
 arguments with :mod:`poolkit.geometry` before any kernel runs.
