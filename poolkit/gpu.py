@@ -82,7 +82,9 @@ __all__ = [
     "PreparedLaunch",
     "TilePlan",
     "plan_tiles",
+    "tile_extent",
     "count_global_loads",
+    "kernel_source",
     "CudaUnavailableError",
     "KERNELS",
     "SUPPORTED_DTYPES",
@@ -786,6 +788,16 @@ KERNELS = {
 }
 
 
+def kernel_source(op: str = "max", layout: str = "NCHW", kernel: str = "naive") -> str:
+    """Python source of one kernel, e.g. ``kernel_source("max", "NCHW", "optimized")``.
+
+    ``op`` is ``"max"``, ``"max_idx"`` or ``"avg"``; works on a GPU and on the simulator.
+    """
+    import inspect
+
+    return inspect.getsource(KERNELS[(op, layout.upper(), kernel)].py_func)
+
+
 # =====================================================================================
 # Launch planning (host side, pure Python): every number comes from poolkit.config.
 # =====================================================================================
@@ -860,8 +872,23 @@ def _balanced(n: int, cap: int) -> int:
     return _cdiv(n, _cdiv(n, cap))
 
 
+def tile_extent(outputs: int, kernel: int, stride: int, dilation: int = 1, length: int | None = None) -> int:
+    """Input cells (along one dimension) that ``outputs`` consecutive windows read.
+
+    The tile of outputs plus its *halo*: ``(outputs - 1) * stride`` cells between the
+    first and the last window's start, plus the last window's span
+    ``(kernel - 1) * dilation + 1``. With ``length`` (the input size), clipped to it:
+    the optimized kernels never stage more than the input has.
+
+    >>> tile_extent(32, 3, 1)     # 32 outputs of a 3-wide stride-1 window: 32 + 2 halo cells
+    34
+    """
+    ext = (outputs - 1) * stride + (kernel - 1) * dilation + 1
+    return ext if length is None else min(length, ext)
+
+
 def _tile_in(TO, S, K, D, L):
-    return min(L, (TO - 1) * S + (K - 1) * D + 1)
+    return tile_extent(TO, K, S, D, L)
 
 
 def plan_tiles(layout, x_shape, geom: G.PoolGeometry, itemsize: int, *, grid_cap: int | None = None):
