@@ -14,10 +14,10 @@ Two questions, each answered with throughput in GB/s of *input* read:
    made when a task needs it: a copy of one random tile, so making it costs one
    memory write) is pooled and streamed into a sink that keeps only a checksum,
    as a writer to disk would. The input never exists as a whole. Each run is a
-   fresh subprocess; it reports the time, the growth of its peak resident memory
-   (``resource.getrusage`` ``ru_maxrss``, after imports and kernel compilation)
+   fresh subprocess; it reports the time, the growth of its resident memory
+   during the run (peak minus start, sampled from ``/proc/self/statm``; Linux)
    and, in a second subprocess, the peak of NumPy allocations seen by
-   ``tracemalloc``, both in chunks of the input.
+   ``tracemalloc``, both also in chunks of the input.
 
 Windows: 2x2 stride 2 (no halo; the pyramid step) and 3x3 stride 2 padding 1
 (overlapping windows: every block reads a one-cell halo from its neighbours).
@@ -61,6 +61,38 @@ class ChecksumSink:
         with self._lock:
             self.total += s
             self.count += block.size
+
+
+class RssSampler:
+    """Peak resident set size during a ``with`` block, sampled every 2 ms from /proc.
+
+    ``ru_maxrss`` cannot be used for this: it is the peak of the whole process,
+    usually reached earlier by imports and JIT compilation.
+    """
+
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.before = self.peak = self.now()
+
+    def now(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            self._stop.wait(0.002)
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
 
 
 def lazy_raster(size, chunk, seed=0):
@@ -118,7 +150,6 @@ def in_memory_vs_dask(size, chunk, threads, repeat):
 
 def out_of_core_child(args):
     """Runs in a fresh process: pool a lazy raster into a checksum sink, report time and memory."""
-    import resource
     import tracemalloc
 
     import dask
@@ -131,16 +162,15 @@ def out_of_core_child(args):
     x = lazy_raster(args.ooc_size, args.chunk)
     y = poolkit.max_pool2d(x, **kw)
     sink = ChecksumSink()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     if args.trace:
         tracemalloc.start()
-    with dask.config.set(scheduler="threads", num_workers=args.threads):
+    with dask.config.set(scheduler="threads", num_workers=args.threads), RssSampler() as rss:
         t0 = time.perf_counter()
         da.store(y, sink, lock=False)
         t = time.perf_counter() - t0
     peak_traced = tracemalloc.get_traced_memory()[1] if args.trace else None
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(seconds=t, rss_growth=rss1 - rss0, rss_before=rss0, peak_traced=peak_traced,
+    print(json.dumps(dict(seconds=t, rss_growth=rss.peak - rss.before, rss_before=rss.before,
+                          peak_traced=peak_traced,
                           checksum=sink.total, count=sink.count, out_shape=list(y.shape),
                           in_bytes=int(np.prod(x.shape)) * 4, chunk_bytes=args.chunk ** 2 * 4)))
 

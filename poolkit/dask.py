@@ -13,44 +13,56 @@ How the blocks are cut (halos)
 ------------------------------
 Batch and channel chunks carry over unchanged: pooling never mixes them.
 Along each spatial axis, output position ``o`` reads the input cells
-``o*s - p + j*d`` for ``j < k`` -- its window *starts* at ``o*s - p``. Each output
-block collects the windows that start inside one input chunk, so an output block
+``o*s - p + j*d`` for ``j < k``. Each output block collects the windows whose
+*last* cell (clipped to the array) lies in one input chunk, so an output block
 is about ``chunk / stride`` long. Its input slice is that chunk plus a **halo**:
-the ``d*(k-1) + 1 - s`` cells (if positive) that its last windows read from the
-next chunk, clipped to the array. :func:`block_plan` lists these ranges.
+the ``d*(k-1) + 1 - s`` cells (if positive) that its first windows read from the
+chunk before, clipped to the array. :func:`block_plan` lists these ranges.
 
-Each block task receives only what it reads: the chunk it starts in (a view,
-when it is used whole) and *copies* of the thin halo strips of its neighbours
-(copies, so a neighbour chunk can be freed as soon as its own block is done).
-It glues them together and runs the serial CPU kernel with a *local* padding:
-``padding`` is applied only where the slice touches the true edge of the array,
-so ``-inf`` (max) and zero (avg) padding, the average divisor (a slice of
-:func:`poolkit.geometry.avg_divisor_table` for the whole array), ceil_mode and
-dilation all follow the global geometry, not the chunk edges. Indices from
-``return_indices`` are converted to global flat ``(H, W)``-plane indices.
+Each block task receives only what it reads: its own chunk, and *copies* of the
+thin halo strips (rows above, columns to the left, the corner) of the chunks
+before it. Because a block depends only on its own chunk and on strips of
+earlier chunks, every chunk can be freed as soon as its own block and its three
+strip copies are done -- the halo never keeps a chunk waiting for a chunk that
+has not been made yet. (Assigning windows by their *first* cell instead would
+make each block wait for the next chunk row, and a whole row of chunks would
+stay in memory.)
+
+Inside a block task, the outputs whose windows lie in its own chunk are
+computed on a view of it (no copy); only the first output rows and columns,
+whose windows reach into the halo, run on small glued strips. Each kernel call
+gets a *local* padding -- non-zero only where its input touches the true edge of
+the array -- so ``-inf`` (max) and zero (avg) padding, the average divisor (a
+slice of :func:`poolkit.geometry.avg_divisor_table` for the whole array),
+ceil_mode and dilation all follow the global geometry, never chunk edges.
+Indices from ``return_indices`` are converted to global flat ``(H, W)``-plane
+indices. For average pooling, every block runs the kernel family that
+poolkit.cpu picks for the whole array (see :func:`_kernel_path`), so the sums
+are added in the same order and results are bit for bit equal.
 
 Why halos and not a rechunk: rechunking to window-aligned chunks rewrites the
 whole array (every byte is copied once more and whole chunks move between
 workers), while a halo costs ``(d*(k-1) + 1 - s) / chunk`` extra reads -- under
 1 % for a 3x3 stride-2 window on 1024-cell chunks -- and nothing at all for
-non-overlapping windows (``k <= s``) on chunks that are multiples of the stride.
-And unlike :func:`dask.array.map_overlap`, the halo is one-sided and
-stride-aware, and padding is never added at interior chunk edges.
+non-overlapping windows (``d*(k-1) + 1 <= s``) on chunks that are multiples of
+the stride. And unlike :func:`dask.array.map_overlap`, the halo is one-sided
+and stride-aware, and padding is never added at interior chunk edges.
 
 Why serial kernels: Dask already runs one task per thread (or per worker
 thread); the kernels are compiled with ``nogil=True``, so blocks run truly in
 parallel, and nesting Numba's own thread pool inside Dask's threads would
 oversubscribe the cores.
 
-Memory: a block task holds its input slice (at most ``chunk + d*(k-1)`` cells
-per spatial axis, see :func:`block_plan`) and its output block, so the peak
-memory of a computation that writes its result out (``da.store``) is a few
-chunks per thread, however large the array.
+Memory: one kernel call reads at most ``chunk + d*(k-1)`` cells per spatial
+axis (see :func:`block_plan`). A computation that streams its result out
+(``da.store`` to disk, or a reduction) holds a few chunks per thread plus one
+row of thin halo strips, however large the array. Windows larger than a chunk
+make blocks read more than a chunk; for a window over a whole huge plane use a
+Dask reduction such as ``x.max(axis=(-2, -1))`` instead.
 """
 from __future__ import annotations
 
 import inspect
-import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -80,12 +92,13 @@ class BlockRange(NamedTuple):
 
 
 def _axis_plan(chunks, L, k, s, p, d, out_len) -> tuple[BlockRange, ...]:
-    """Cut one spatial axis into output blocks: one per input chunk that holds window starts."""
+    """Cut one spatial axis into output blocks: one per input chunk that holds window ends."""
     eff = d * (k - 1) + 1
     bounds = np.cumsum((0,) + tuple(int(c) for c in chunks))
     cuts = [0]
     for b in bounds[1:-1]:
-        o = -(-(int(b) + p) // s)  # first output whose window starts at or after b
+        # first output whose window's last cell, o*s - p + eff - 1 (clipped to L - 1), is >= b
+        o = max(0, -(-(int(b) + p - eff + 1) // s))
         if cuts[-1] < o < out_len:
             cuts.append(o)
     cuts.append(out_len)
@@ -141,8 +154,11 @@ def block_plan(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     --------
     >>> import dask.array as da, poolkit.dask
     >>> x = da.zeros((1, 1, 10, 10), chunks=(1, 1, 5, 5))
-    >>> poolkit.dask.block_plan(x, 3, 2, 1)[0]
-    (BlockRange(out_start=0, out_stop=3, in_start=0, in_stop=6), BlockRange(out_start=3, out_stop=5, in_start=5, in_stop=10))
+    >>> rows, cols = poolkit.dask.block_plan(x, 3, 2, 1)
+    >>> for b in rows:
+    ...     print(b)
+    BlockRange(out_start=0, out_stop=2, in_start=0, in_stop=4)
+    BlockRange(out_start=2, out_stop=5, in_start=3, in_stop=10)
 
     See Also
     --------
@@ -180,6 +196,8 @@ class _BlockSpec:
     dilation: tuple
     kernel: tuple
     in_width: int = 0         # global W (for global flat indices)
+    heights: tuple = ()       # rows of each input piece the block reads (the last: its own chunk)
+    widths: tuple = ()        # columns of each input piece the block reads
     div_h: np.ndarray | None = None
     div_w: np.ndarray | None = None
     override: int = 0
@@ -209,79 +227,127 @@ def _kernel_path(g, channels_last: bool, kind: str) -> str:
     return "direct"
 
 
-def _take(chunk, channels_last, h0, h1, w0, w1, copy):
-    """Rows ``h0:h1`` and columns ``w0:w1`` of an input chunk: a copy for a thin halo
-    strip (so that the neighbouring chunk can be freed as soon as its own block is
-    done), a view otherwise."""
-    part = chunk[:, h0:h1, w0:w1] if channels_last else chunk[:, :, h0:h1, w0:w1]
-    return np.array(part, copy=True) if copy else part
-
-
 def _assemble(pieces, axes):
     """Glue a [rows][cols] nested list of pieces into one array (no copy for a single piece)."""
     rows = [p[0] if len(p) == 1 else np.concatenate(p, axis=axes[1]) for p in pieces]
     return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=axes[0])
 
 
-def _pool_block(pieces, spec: _BlockSpec):
-    """Pool one output block from its input pieces with serial poolkit.cpu kernels.
+def _sub(a, channels_last, rows=slice(None), cols=slice(None)):
+    """``a[rows, cols]`` along the spatial axes of a 4-d block."""
+    return a[:, rows, cols] if channels_last else a[:, :, rows, cols]
 
-    ``pieces[i][j]`` are the parts of the input chunks the block reads; the first
-    one is the chunk its windows start in, the others are halo strips. The block
-    is cut into up to three regions so that the bulk never needs a copy:
 
-    * the outputs whose windows lie inside the first piece: run on a view of it;
-    * the last output columns (their windows reach into the right-hand halo) and
-    * the last output rows (they reach into the halo below): run on small
-      glued strips.
+def _halo_count(block, sizes, s, p):
+    """How many of a block's first outputs along one axis read cells before its own chunk
+    (the last of the ``sizes`` of the pieces it reads)."""
+    if len(sizes) == 1:
+        return 0
+    own_start = block.in_start + sum(sizes[:-1])
+    r = -(-(own_start + p) // s) - block.out_start  # outputs whose window starts before own_start
+    return max(0, min(block.out_stop - block.out_start, r))
 
-    Every kernel writes straight into its part of the block's output. A cell's
-    value does not depend on the region it is computed in: the same kernel
-    family, the same taps in the same order, padding only at the array's edges.
+
+def _span(block, lo, hi, s, p, eff):
+    """Input cells ``[g0, g1)`` read by the block's outputs ``[lo, hi)`` and the padding before g0."""
+    start = (block.out_start + lo) * s - p  # first window's start (may be in the padding)
+    g0 = max(block.in_start, start)
+    g1 = min(block.in_stop, (block.out_start + hi - 1) * s - p + eff)
+    return g0, g1, g0 - start
+
+
+class _Layout(NamedTuple):
+    """Where a block's halo regions are: see :func:`_chunk_task`."""
+
+    rh: int       # first rows of outputs that read the halo above
+    rw: int       # first columns of outputs that read the halo on the left
+    need_h: int   # rows of the own chunk that those first output rows read
+    need_w: int   # columns of the own chunk that those first output columns read
+    own_h: int    # global row of the own chunk's first cell
+    own_w: int    # global column of the own chunk's first cell
+
+
+def _layout(spec) -> _Layout:
+    eff = [d * (k - 1) + 1 for d, k in zip(spec.dilation, spec.kernel)]
+    rh = _halo_count(spec.rows, spec.heights, spec.stride[0], spec.padding[0])
+    rw = _halo_count(spec.cols, spec.widths, spec.stride[1], spec.padding[1])
+    own_h = spec.rows.in_start + sum(spec.heights[:-1])
+    own_w = spec.cols.in_start + sum(spec.widths[:-1])
+    need_h = need_w = 0
+    if rh:
+        need_h = max(0, _span(spec.rows, 0, rh, spec.stride[0], spec.padding[0], eff[0])[1] - own_h)
+    if rw:
+        need_w = max(0, _span(spec.cols, 0, rw, spec.stride[1], spec.padding[1], eff[1])[1] - own_w)
+    return _Layout(rh, rw, need_h, need_w, own_h, own_w)
+
+
+def _chunk_task(chunk, own, spec, strips):
+    """Everything one input chunk is needed for, so that it can be freed right after.
+
+    A block's outputs fall into three regions: the bulk, whose windows lie inside
+    the block's own chunk, and the first output rows and columns, whose windows
+    reach into the halo above and on the left. This task
+
+    * allocates the block's output and pools the bulk on a *view* of the chunk
+      (trimmed to ``own = (h0, h1, w0, w1)``), with no copy;
+    * copies the first rows and columns of the chunk that the halo regions read;
+    * copies the ``strips`` ``(h0, h1, w0, w1)`` that later blocks read from it.
+
+    ``spec`` is None for a chunk that holds no window ends (it only gives strips).
+    Returns ``(out, indices, strips, own_top, own_left)``; :func:`_halo_task`
+    completes the block. The task depends on nothing but its chunk, so Dask fuses
+    it with the task that makes (or reads) the chunk: the chunk lives only inside
+    this one task.
     """
-    axes = _spatial_axes(spec.channels_last)
+    cut = tuple(np.array(_sub(chunk, cl, slice(h0, h1), slice(w0, w1)), copy=True)
+                for h0, h1, w0, w1, cl in strips)
+    if spec is None:
+        return None, None, cut, None, None
+    cl = spec.channels_last
+    mine = _sub(chunk, cl, slice(own[0], own[1]), slice(own[2], own[3]))
     out = np.empty(spec.out_shape, dtype=spec.dtype)
     idx = np.empty(spec.out_shape, dtype=np.int64) if spec.kind == "max_idx" else None
-    if not out.size:
-        return out if idx is None else (out, idx)
-    heights = [p[0].shape[axes[0]] for p in pieces]
-    widths = [q.shape[axes[1]] for q in pieces[0]]
-    oh, ow = out.shape[axes[0]], out.shape[axes[1]]
-    rh = _inner_count(spec, 0, heights, oh)
-    rw = _inner_count(spec, 1, widths, ow)
-    regions = [((0, rh), (0, rw)), ((0, rh), (rw, ow)), ((rh, oh), (0, ow))]
-    for (a, b), (c, d) in regions:
-        if a < b and c < d:
-            _pool_region(pieces, heights, widths, spec, out, idx, a, b, c, d)
-    return out if idx is None else (out, idx)
+    lay = _layout(spec)
+    oh, ow = spec.rows.out_stop - spec.rows.out_start, spec.cols.out_stop - spec.cols.out_start
+    if out.size and lay.rh < oh and lay.rw < ow:
+        _pool_region([[mine]], lay.own_h, lay.own_w, spec, out, idx, lay.rh, oh, lay.rw, ow)
+    top = np.array(_sub(mine, cl, rows=slice(0, lay.need_h)), copy=True) if lay.need_h else None
+    left = np.array(_sub(mine, cl, cols=slice(0, lay.need_w)), copy=True) if lay.need_w else None
+    return out, idx, cut, top, left
 
 
-def _inner_count(spec, axis, sizes, n_out):
-    """How many of the block's outputs along ``axis`` read only the first piece."""
-    if len(sizes) == 1:
-        return n_out
-    block = (spec.rows, spec.cols)[axis]
-    s, p = spec.stride[axis], spec.padding[axis]
-    eff = spec.dilation[axis] * (spec.kernel[axis] - 1) + 1
-    first_window = block.out_start * s - p
-    r = (block.in_start + sizes[0] - eff - first_window) // s + 1
-    return max(0, min(n_out, r))
+def _halo_task(first, grid, spec):
+    """Complete a block: pool its first output rows and columns from the halo strips.
+
+    ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` are the
+    strips from the chunks above and to the left, ``None`` where the own chunk
+    goes. Writes into the output that ``first`` allocated (no other task reads
+    it) and returns ``(out, indices)``.
+    """
+    out, idx, _, top, left = first
+    lay = _layout(spec)
+    oh, ow = spec.rows.out_stop - spec.rows.out_start, spec.cols.out_stop - spec.cols.out_start
+    if out.size and lay.rw and lay.rh < oh:  # first columns, below the first rows
+        row = [q for q in grid[-1][:-1]] + ([left] if left is not None else [])
+        _pool_region([row], lay.own_h, spec.cols.in_start, spec, out, idx, lay.rh, oh, 0, lay.rw)
+    if out.size and lay.rh:  # first rows, every column
+        rows = [list(r) for r in grid[:-1]]
+        if top is not None:
+            cl = spec.channels_last
+            rows.append([_sub(q, cl, rows=slice(0, lay.need_h)) for q in grid[-1][:-1]] + [top])
+        _pool_region(rows, spec.rows.in_start, spec.cols.in_start, spec, out, idx, 0, lay.rh, 0, ow)
+    return out, idx
 
 
-def _pool_region(pieces, heights, widths, spec, out, idx, a, b, c, d):
-    """Outputs ``[a, b) x [c, d)`` of the block: glue the input they read, run the kernel."""
+def _pool_region(pieces, top, left, spec, out, idx, a, b, c, d):
+    """Outputs ``[a, b) x [c, d)`` of a block from ``pieces`` (a grid whose first cell is at
+    global ``(top, left)``): glue the input they read, run the kernel into the output."""
     cl = spec.channels_last
     axes = _spatial_axes(cl)
-    spans = []
-    for block, lo, hi, axis in ((spec.rows, a, b, 0), (spec.cols, c, d, 1)):
-        s, p = spec.stride[axis], spec.padding[axis]
-        eff = spec.dilation[axis] * (spec.kernel[axis] - 1) + 1
-        start = (block.out_start + lo) * s - p  # first window's start (may be in the padding)
-        g0 = max(block.in_start, start)
-        g1 = min(block.in_stop, (block.out_start + hi - 1) * s - p + eff)
-        spans.append((g0, g1, g0 - start))
-    (r0, r1, pad_h), (c0, c1, pad_w) = spans
-    x = _glue(pieces, heights, widths, spec.rows.in_start, spec.cols.in_start, r0, r1, c0, c1, axes)
+    eff = [dd * (k - 1) + 1 for dd, k in zip(spec.dilation, spec.kernel)]
+    r0, r1, pad_h = _span(spec.rows, a, b, spec.stride[0], spec.padding[0], eff[0])
+    c0, c1, pad_w = _span(spec.cols, c, d, spec.stride[1], spec.padding[1], eff[1])
+    x = _glue(pieces, top, left, r0, r1, c0, c1, axes)
     if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
         x = x.astype(spec.dtype)
     sl = [slice(None)] * 4
@@ -301,9 +367,9 @@ def _pool_region(pieces, heights, widths, spec, out, idx, a, b, c, d):
         iv[...] = row
 
 
-def _glue(pieces, heights, widths, top, left, r0, r1, c0, c1, axes):
-    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` (global) of the pieces: a view when one
-    piece holds them, else a concatenation of the parts."""
+def _glue(pieces, top, left, r0, r1, c0, c1, axes):
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` (global) of a grid of pieces whose first
+    cell is at ``(top, left)``: a view when one piece holds them, else a concatenation."""
     def parts(sizes, start, lo, hi):
         out, pos = [], start
         for i, n in enumerate(sizes):
@@ -312,6 +378,8 @@ def _glue(pieces, heights, widths, top, left, r0, r1, c0, c1, axes):
             pos += n
         return out
 
+    heights = [r[0].shape[axes[0]] for r in pieces]
+    widths = [q.shape[axes[1]] for q in pieces[0]]
     rows = []
     for i, h0, h1 in parts(heights, top, r0, r1):
         row = []
@@ -360,78 +428,99 @@ def _kernel_params(name):
     return _PARAMS[name]
 
 
+def _part(result, i):
+    return result[i]
+
+
+def _strip(result, k):
+    return result[2][k]
+
+
 def _build(x, g, cl, spec_for_block, name, with_indices, op):
-    """Assemble the task graph: halo strips, one pool task per output block, outputs."""
+    """The task graph.
+
+    * ``{op}-chunk``: one :func:`_chunk_task` per input chunk; it depends on the
+      chunk alone (so Dask fuses it with the chunk's own task);
+    * ``{op}-halo``: the strips later blocks read (an item of a chunk task's result)
+      and one :func:`_halo_task` per block whose first rows/columns need them;
+    * the output arrays: items of the block's last task.
+    """
     axes = _spatial_axes(cl)
-    plan = _plan(x, g, cl)
     other = (0, 3) if cl else (0, 1)
+    plan = _plan(x, g, cl)
     xname = x.name
-    starts = [np.cumsum((0,) + x.chunks[ax]) for ax in axes]
-    halo_name, pool_name = f"{op}-halo-{name}", f"{op}-{name}"
-    halo_layer, pool_layer = {}, {}
-    ranges = [[(b.in_start, b.in_stop) for b in plan[0]], [(b.in_start, b.in_stop) for b in plan[1]]]
-    # which input chunks (and which part of each) every output block reads, per spatial axis
+    chunk_name, halo_name = f"{op}-chunk-{name}", f"{op}-halo-{name}"
+    # reads[a][b]: (chunk j, lo, hi) read by output block b along spatial axis a (chunk-local)
     reads = []
     for a in range(2):
+        starts = np.cumsum((0,) + x.chunks[axes[a]])
         per_block = []
-        for lo, hi in ranges[a]:
-            first = int(np.searchsorted(starts[a], lo, side="right")) - 1
+        for blk in plan[a]:
             items = []
-            j = first
-            while j < len(starts[a]) - 1 and starts[a][j] < hi:
-                c0, c1 = int(starts[a][j]), int(starts[a][j + 1])
-                if c1 > c0:  # skip empty chunks
-                    items.append((j, max(lo, c0) - c0, min(hi, c1) - c0, c1 - c0))
-                j += 1
+            for j in range(len(starts) - 1):
+                c0, c1 = int(starts[j]), int(starts[j + 1])
+                if c1 > c0 and c0 < blk.in_stop and c1 > blk.in_start:
+                    items.append((j, max(blk.in_start, c0) - c0, min(blk.in_stop, c1) - c0))
             per_block.append(items)
         reads.append(per_block)
+    # usedby[a][j]: blocks along axis a that read chunk j; owner[a][j]: the block ending in j
+    usedby = [[[] for _ in x.chunks[axes[a]]] for a in range(2)]
+    owner = [dict() for _ in range(2)]
+    for a in range(2):
+        for b, items in enumerate(reads[a]):
+            for j, lo, hi in items:
+                usedby[a][j].append((b, lo, hi))
+            owner[a][items[-1][0]] = b
 
-    nb = [len(x.chunks[other[0]]), len(x.chunks[other[1]])]
-    for i0 in range(nb[0]):
-        for i1 in range(nb[1]):
-            for bh in range(len(plan[0])):
-                for bw in range(len(plan[1])):
-                    rows = []
-                    for jh, h0, h1, hn in reads[0][bh]:
-                        row = []
-                        for jw, w0, w1, wn in reads[1][bw]:
-                            key = _key(xname, cl, i0, i1, jh, jw)
-                            if (h0, h1) != (0, hn) or (w0, w1) != (0, wn):
-                                hkey = _key(halo_name, cl, i0, i1, jh, jw) + (bh, bw)
-                                small = 2 * (h1 - h0) * (w1 - w0) < hn * wn
-                                halo_layer[hkey] = (_take, key, cl, h0, h1, w0, w1, small)
-                                key = hkey
-                            row.append(key)
-                        rows.append(row)
-                    spec = spec_for_block(plan[0][bh], plan[1][bw],
-                                          x.chunks[other[0]][i0], x.chunks[other[1]][i1])
-                    pool_layer[_key(pool_name, cl, i0, i1, bh, bw)] = (_pool_block, rows, spec)
+    layer, outputs = {}, {}
+    for i0 in range(len(x.chunks[other[0]])):
+        for i1 in range(len(x.chunks[other[1]])):
+            def key(nm, jh, jw, *rest):
+                return _key(nm, cl, i0, i1, jh, jw) + rest
 
-    out_chunks_hw = [tuple(b.out_stop - b.out_start for b in plan[a]) for a in range(2)]
+            for jh in range(len(x.chunks[axes[0]])):
+                for jw in range(len(x.chunks[axes[1]])):
+                    if not usedby[0][jh] or not usedby[1][jw]:
+                        continue  # an empty chunk, or one no window reads
+                    mine = (owner[0].get(jh), owner[1].get(jw))
+                    strips = []
+                    for bh, h0, h1 in usedby[0][jh]:
+                        for bw, w0, w1 in usedby[1][jw]:
+                            if (bh, bw) != mine:
+                                layer[key(halo_name, jh, jw, bh, bw)] = (_strip, key(chunk_name, jh, jw), len(strips))
+                                strips.append((h0, h1, w0, w1, cl))
+                    spec = own = None
+                    if None not in mine:
+                        bh, bw = mine
+                        rh, rw = reads[0][bh], reads[1][bw]
+                        own = (rh[-1][1], rh[-1][2], rw[-1][1], rw[-1][2])
+                        spec = spec_for_block(plan[0][bh], plan[1][bw], x.chunks[other[0]][i0],
+                                              x.chunks[other[1]][i1],
+                                              tuple(hi - lo for _, lo, hi in rh), tuple(hi - lo for _, lo, hi in rw))
+                        done = key(chunk_name, jh, jw)
+                        if len(rh) > 1 or len(rw) > 1:  # the first rows/columns need halo strips
+                            grid = [[None if (ph, pw) == (jh, jw) else key(halo_name, ph, pw, bh, bw)
+                                     for pw, _, _ in rw] for ph, _, _ in rh]
+                            done = key(halo_name, jh, jw, "block")
+                            layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec)
+                        outputs[(i0, i1, bh, bw)] = done
+                    layer[key(chunk_name, jh, jw)] = (_chunk_task, key(xname, jh, jw), own, spec, strips)
+
     chunks = [None] * 4
     chunks[other[0]], chunks[other[1]] = x.chunks[other[0]], x.chunks[other[1]]
-    chunks[axes[0]], chunks[axes[1]] = out_chunks_hw
+    chunks[axes[0]], chunks[axes[1]] = [tuple(b.out_stop - b.out_start for b in plan[a]) for a in range(2)]
     chunks = tuple(chunks)
     dtype = np.dtype(x.dtype).newbyteorder("=")
-
-    layers = {halo_name: halo_layer}
-    deps = {halo_name: {xname}}
-    if not with_indices:
-        layers[pool_name] = pool_layer
-        deps[pool_name] = {xname, halo_name}
-        graph = HighLevelGraph.merge(
-            HighLevelGraph(layers, deps), x.dask)
-        return da.Array(graph, pool_name, chunks, dtype=dtype)
-    tmp_name = f"{op}-block-{name}"
-    layers[tmp_name] = {(tmp_name,) + k[1:]: v for k, v in pool_layer.items()}
-    deps[tmp_name] = {xname, halo_name}
-    val_name, idx_name = f"{op}-values-{name}", f"{op}-indices-{name}"
-    layers[val_name] = {(val_name,) + k[1:]: (operator.getitem, (tmp_name,) + k[1:], 0) for k in pool_layer}
-    layers[idx_name] = {(idx_name,) + k[1:]: (operator.getitem, (tmp_name,) + k[1:], 1) for k in pool_layer}
-    deps[val_name] = deps[idx_name] = {tmp_name}
+    layers, deps = {chunk_name: layer}, {chunk_name: {xname}}
+    arrays = []
+    for part, (suffix, dt) in enumerate([("", dtype), ("-indices", np.dtype(np.int64))][:1 + with_indices]):
+        out_name = f"{op}{suffix}-{name}"
+        layers[out_name] = {_key(out_name, cl, *blk): (_part, tkey, part) for blk, tkey in outputs.items()}
+        deps[out_name] = {chunk_name}
+        arrays.append((out_name, dt))
     graph = HighLevelGraph.merge(HighLevelGraph(layers, deps), x.dask)
-    return (da.Array(graph, val_name, chunks, dtype=dtype),
-            da.Array(graph, idx_name, chunks, dtype=np.int64))
+    res = [da.Array(graph, n, chunks, dtype=dt) for n, dt in arrays]
+    return tuple(res) if with_indices else res[0]
 
 
 def _key(name, cl, i0, i1, jh, jw):
@@ -494,9 +583,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     kind = "max_idx" if return_indices else "max"
     path = _kernel_path(g, cl, kind)
 
-    def spec(bh, bw, n0, n1):
+    def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
-            kind=kind, path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            heights=heights, widths=widths, kind=kind, path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=g.dilation,
             kernel=g.kernel, in_width=g.in_size[1])
 
@@ -558,9 +647,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     path = _kernel_path(g, cl, "avg")
     flat_divisor = override or int(div_h[0] * div_w[0])
 
-    def spec(bh, bw, n0, n1):
+    def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
-            kind="avg", path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            heights=heights, widths=widths, kind="avg", path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=(1, 1),
             kernel=g.kernel, div_h=div_h[bh.out_start:bh.out_stop].copy(),
             div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override,
