@@ -934,6 +934,10 @@ def plan_tiles(layout, x_shape, geom: G.PoolGeometry, itemsize: int, *, grid_cap
             else:
                 return None
         tiles_w = _cdiv(OW, BX)
+        if BP > 1 and _cdiv(P, BP) * tiles_h * tiles_w < cap:
+            # too few tiles to fill the GPU: fewer planes per block (down to a warp's worth)
+            want = _cdiv(max(32, _cdiv(P, cap)), 32) * 32
+            BP = max(1, min(BP, want))
         threads = BX * BR * BP
         items = _cdiv(P, BP) * tiles_h * tiles_w
         return TilePlan("NCHW", (BX, BP, BR), RPT, (BR * RPT, BX), (TIH, TIW), BP,
