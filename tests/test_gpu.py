@@ -497,3 +497,150 @@ def test_cupy_and_torch_arrays_zero_copy():
                                    reference.avg_pool2d(x, 2).transpose(0, 2, 3, 1), rtol=1e-6)
     if cupy is None and (torch is None or not torch.cuda.is_available()):
         pytest.skip("neither CuPy nor PyTorch with CUDA is installed")
+
+
+# ------------------------------------------------------------------ lesson 05/06 exercise checkers
+@cuda.jit
+def _good_max_kernel(x, out, kernel_size, stride):
+    i = cuda.grid(1)
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    if i >= out.size:
+        return
+    ow = i % OW
+    oh = (i // OW) % OH
+    c = (i // (OW * OH)) % C
+    n = i // (OW * OH * C)
+    m = x[n, c, oh * stride, ow * stride]
+    for kh in range(kernel_size):
+        for kw in range(kernel_size):
+            v = x[n, c, oh * stride + kh, ow * stride + kw]
+            if v > m:
+                m = v
+    out[n, c, oh, ow] = m
+
+
+@cuda.jit
+def _zero_init_max_kernel(x, out, kernel_size, stride):
+    # a learner's mistake: the running max starts at 0, so all-negative windows give 0
+    i = cuda.grid(1)
+    OH, OW = out.shape[2], out.shape[3]
+    if i < out.size:
+        ow = i % OW
+        oh = (i // OW) % OH
+        c = (i // (OW * OH)) % out.shape[1]
+        n = i // (OW * OH * out.shape[1])
+        m = 0.0
+        for kh in range(kernel_size):
+            for kw in range(kernel_size):
+                v = x[n, c, oh * stride + kh, ow * stride + kw]
+                if v > m:
+                    m = v
+        out[n, c, oh, ow] = m
+
+
+@cuda.jit
+def _no_guard_max_kernel(x, out, kernel_size, stride):
+    i = cuda.grid(1)
+    OW = out.shape[3]
+    OH = out.shape[2]
+    ow = i % OW
+    oh = (i // OW) % OH
+    c = (i // (OW * OH)) % out.shape[1]
+    n = i // (OW * OH * out.shape[1])
+    out[n, c, oh, ow] = x[n, c, oh * stride, ow * stride]
+
+
+@cuda.jit
+def _good_avg_nhwc_kernel(x, out, kernel_size, stride, padding):
+    i = cuda.grid(1)
+    N, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    if i >= out.size:
+        return
+    c = i % C
+    ow = (i // C) % OW
+    oh = (i // (C * OW)) % OH
+    n = i // (C * OW * OH)
+    s = 0.0
+    for kh in range(kernel_size):
+        for kw in range(kernel_size):
+            ih = oh * stride - padding + kh
+            iw = ow * stride - padding + kw
+            if 0 <= ih < H and 0 <= iw < W:
+                s += x[n, ih, iw, c]
+    out[n, oh, ow, c] = s / (kernel_size * kernel_size)
+
+
+@cuda.jit
+def _mixed_up_avg_kernel(x, out, kernel_size, stride, padding):
+    # a learner's mistake: OH where OW belongs while unravelling (right for square outputs only)
+    i = cuda.grid(1)
+    N, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    if i < out.size:
+        c = i % C
+        ow = (i // C) % OH
+        oh = (i // (C * OW)) % OH
+        n = i // (C * OW * OH)
+        s = 0.0
+        for kh in range(kernel_size):
+            for kw in range(kernel_size):
+                ih = oh * stride - padding + kh
+                iw = ow * stride - padding + kw
+                if 0 <= ih < H and 0 <= iw < W:
+                    s += x[n, ih, iw, c]
+        out[n, oh, ow, c] = s / (kernel_size * kernel_size)
+
+
+def test_lesson05_checkers_accept_right_and_explain_wrong_kernels(capsys):
+    from poolkit.exercises import lesson05
+
+    assert lesson05.check_naive_max_kernel(_good_max_kernel)
+    assert "all cases pass" in capsys.readouterr().out
+    assert not lesson05.check_naive_max_kernel(_zero_init_max_kernel)
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "all negative" in out and "-inf" in out
+    assert not lesson05.check_naive_max_kernel(_good_max_kernel.py_func)  # forgot @cuda.jit
+    assert "put @cuda.jit on the line above" in capsys.readouterr().out
+    assert lesson05.check_naive_avg_nhwc_kernel(_good_avg_nhwc_kernel)
+    assert not lesson05.check_naive_avg_nhwc_kernel(_mixed_up_avg_kernel)
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "1x6x5x3" in out and "c = i % C, then ow" in out
+
+
+@pytest.mark.cudasim
+@simulator_only
+def test_lesson05_missing_guard_is_reported_on_the_simulator(capsys):
+    from poolkit.exercises import lesson05
+
+    # On a GPU an out-of-bounds write is undefined behaviour; the simulator raises.
+    assert not lesson05.check_naive_max_kernel(_no_guard_max_kernel)
+    out = capsys.readouterr().out
+    assert "raised" in out and "must return" in out
+
+
+def test_lesson06_checkers_accept_right_and_explain_wrong_answers(capsys):
+    from poolkit.exercises import lesson06
+
+    def tile(tr, tc, k, s, d):
+        span = (k - 1) * d + 1
+        return ((tr - 1) * s + span, (tc - 1) * s + span)
+
+    assert lesson06.check_tile_with_halo(tile)
+    assert not lesson06.check_tile_with_halo(lambda tr, tc, k, s, d: (tr * s + k - 1, tc * s + k - 1))
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "dilation" in out
+
+    def loads(H, W, k, s, p):
+        def taps(L):
+            return sum(min(o * s - p + k, L) - max(o * s - p, 0) for o in range((L + 2 * p - k) // s + 1))
+        return taps(H) * taps(W)
+
+    def loads_with_padding(H, W, k, s, p):  # counts padding taps as loads
+        return ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1) * k * k
+
+    assert lesson06.check_naive_loads(loads)
+    assert not lesson06.check_naive_loads(loads_with_padding)
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "padding taps are skipped" in out

@@ -27,7 +27,8 @@ def launch_one_thread_per_output(kernel, x, out_shape, *args, threads_per_block=
     """Copy ``x`` to the device, launch ``kernel[blocks, threads](x, out, *args)`` with
     ``blocks = ceil(out.size / threads)``, and return ``out`` as a NumPy array.
 
-    ``out`` starts as NaN, so outputs that no thread writes are visible.
+    ``out`` starts as NaN, so outputs that no thread writes are visible: if any
+    remain (and ``x`` has no NaN) an ``AssertionError`` says how many.
     """
     from numba import cuda
 
@@ -36,7 +37,14 @@ def launch_one_thread_per_output(kernel, x, out_shape, *args, threads_per_block=
     total = int(np.prod(out_shape))
     blocks = max(1, math.ceil(total / threads_per_block))
     kernel[blocks, threads_per_block](d_x, d_out, *args)
-    return d_out.copy_to_host()
+    out = d_out.copy_to_host()
+    missing = int(np.isnan(out).sum()) if not np.isnan(x).any() else 0
+    if missing:
+        first = tuple(int(v) for v in np.argwhere(np.isnan(out))[0])
+        raise AssertionError(
+            f"{missing} of {out.size} outputs were never written (still NaN), first at index {first}: "
+            "each output needs exactly one thread -- check how you unravel i into the output index")
+    return out
 
 
 def _not_a_kernel(name):
