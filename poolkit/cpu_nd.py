@@ -659,6 +659,11 @@ def _add_unit(grad_output, keepdims, cl):
 
 
 # ---------------------------------------------------------------- Lp pooling
+def _sign(a):
+    """PyTorch's sign: 0 for NaN (NumPy's gives NaN); used in the Lp gradients."""
+    return np.where(np.isnan(a), a.dtype.type(0), np.sign(a))
+
+
 def _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
     p = G.check_norm_type(norm_type, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
@@ -692,13 +697,14 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
             idx = _max_pool(op, nd, s * np.abs(x), g.kernel, g.stride, 0, 1, g.ceil_mode, True, lay,
                             parallel)[1]
             g_abs = _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel)
-            return _unbatch(g_abs * np.sign(x), batched)
+            return _unbatch(g_abs * _sign(x), batched)
         # PyTorch's autograd chain for (sign(a) * relu(|a|) * K) ** (1/p), a = avg_pool(x**p)
         K = math.prod(g.kernel)
         a = _avg_pool(op, nd, x ** p, g.kernel, g.stride, 0, g.ceil_mode, True, None, lay, parallel)
         b = a * K
-        ga = grad * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
-        ga = np.where(a == 0, x.dtype.type(0), ga)  # zero sum -> zero gradient
+        gt = grad * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
+        sa = _sign(a)  # through sign(a) * relu(|a|): relu masks |a| <= 0, sign(a) enters twice
+        ga = np.where(a == 0, x.dtype.type(0), gt * sa * sa)  # zero sum -> zero gradient
         div = _divisor_array(g, True, 0, x.dtype)
         share = ga / div.reshape(_channels_axis_shape(div, nd, cl))
         g_pow = _spread(share, x.shape, x.dtype, G.window_extents(g), g.in_size, nd, cl, parallel)

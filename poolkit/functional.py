@@ -506,7 +506,9 @@ def _document_family():
                   "(as PyTorch).", see=[f"poolkit.lp_pool{s}"])
         _document(g[f"max_unpool{s}_backward"], f"Gradient of :func:`max_unpool{s}` w.r.t. ``x``.",
                   [_GRAD_DOC, _x_doc(nd, False), _UNPOOL_DOC, _layout_doc(nd)], _BACKWARD_RETURNS,
-                  "A gather: each input cell reads ``grad_output`` where it was written.",
+                  "A gather: each input cell reads ``grad_output`` where it was written. Where indices "
+                  "repeat, every\n    duplicate gets that gradient (PyTorch's values), although only the "
+                  "last write reached the output.",
                   see=[f"poolkit.max_unpool{s}"])
     for kind, what in (("max", "maximum"), ("avg", "mean")):
         _document(g[f"global_{kind}_pool2d"], f"The {what} over all of H and W (adaptive pooling to 1 x 1).",

@@ -534,6 +534,11 @@ def _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
     return p, x, cl, batched, g
 
 
+def _sign(v):
+    """PyTorch's sign: -1, 0 or 1, and 0 for NaN (NumPy's gives NaN)."""
+    return v.dtype.type(0) if np.isnan(v) else np.sign(v)
+
+
 def _lp_pool_nd(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
     p, x, cl, batched, g = _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout)
     t = x.dtype.type
@@ -589,11 +594,11 @@ def _lp_pool_nd_backward(op, nd, grad_output, x, norm_type, kernel_size, stride,
             divisor = t(math.prod(int(div[i][o[i]]) for i in range(nd)))
             a = total / divisor
             b = a * K
-            # d/db b**(1/p), then *K, then through sign(a)*relu(|a|): derivative 1
-            # where a != 0 and 0 where a == 0 (PyTorch's "zero sum -> zero gradient").
-            ga = gy * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
-            if a == 0:
-                ga = t(0)
+            # d/db b**(1/p), then *K; a zero sum gives a zero gradient (PyTorch's rule)
+            gt = gy * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
+            # through sign(a) * relu(|a|): relu's gradient is masked out where |a| <= 0, the
+            # rest is multiplied by sign(a) twice -- 1, or 0 for NaN (PyTorch's sign(NaN) = 0)
+            ga = t(0) if a == 0 else gt * _sign(a) * _sign(a)
             share = ga / divisor  # average pooling's backward
             for pos in _taps(o, g):
                 g_inner[(n, c) + pos] += share
@@ -601,7 +606,7 @@ def _lp_pool_nd_backward(op, nd, grad_output, x, norm_type, kernel_size, stride,
     for cell in np.ndindex(*x.shape):
         v = x[cell]
         if math.isinf(p):
-            gx[cell] = g_inner[cell] * np.sign(v)  # d|v|/dv, 0 at 0
+            gx[cell] = g_inner[cell] * _sign(v)  # d|v|/dv, 0 at 0
         else:
             gx[cell] = g_inner[cell] * (p * v ** (p - 1.0))  # d(v**p)/dv
     return _finish(gx, cl, batched)
