@@ -57,7 +57,7 @@ def _difference(got: Any, want: Any, *, rtol: float, atol: float,
     ``"shape"``, ``"dtype"`` and ``"values"``.
     """
     if got is None:
-        return "your function returned None -- did you forget `return out`?", None, "type"
+        return "your function returned None -- is its `return` missing (or is it still the skeleton)?", None, "type"
     if isinstance(got, tuple) and not isinstance(want, tuple):
         return (f"your function returned a tuple of {len(got)} items, expected one array "
                 "-- return just the pooled array"), None, "type"
