@@ -25,6 +25,7 @@ from .functional import (
     max_unpool1d, max_unpool1d_backward, max_unpool2d, max_unpool2d_backward, max_unpool3d,
     max_unpool3d_backward,
 )
+from .explain import explain, plot_windows
 
 __version__ = "0.1.0"
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "global_max_pool2d_backward", "global_avg_pool2d_backward",
     "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
     "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
+    "explain", "plot_windows",
 ]

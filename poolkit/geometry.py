@@ -64,6 +64,8 @@ __all__ = [
     "check_norm_type",
     "check_indices",
     "check_grad_output",
+    "ceil_mode_windows",
+    "window_cells",
 ]
 
 #: Accepted layouts per number of spatial dimensions: (channels-first, channels-last).
@@ -111,12 +113,26 @@ def normalize_tuple(value, nd: int, name: str, op: str, *, minimum: int) -> tupl
 
 def pool_output_size(L: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """Number of windows along one dimension (PyTorch's ``pooling_output_shape``)."""
+    return ceil_mode_windows(L, k, s, p, d)[1] if ceil_mode else ceil_mode_windows(L, k, s, p, d)[0]
+
+
+def ceil_mode_windows(L: int, k: int, s: int, p: int, d: int = 1) -> tuple[int, int, bool]:
+    """``(floor_count, ceil_count, dropped)`` along one dimension.
+
+    ``floor_count`` and ``ceil_count`` are the window counts without and with
+    ``ceil_mode``; ``dropped`` says the ceil rule's extra window was removed
+    because it would start at or after ``L + p`` (in the right padding).
+
+    >>> ceil_mode_windows(5, 2, 2, 0)   # ceil_mode adds a window reading cell 4
+    (2, 3, False)
+    >>> ceil_mode_windows(5, 2, 2, 1)   # ... but here it would start in the padding
+    (3, 3, True)
+    """
     eff = d * (k - 1) + 1
-    num = L + 2 * p - eff + ((s - 1) if ceil_mode else 0)
-    out = num // s + 1  # floor division, like PyTorch's div_rtn
-    if ceil_mode and (out - 1) * s >= L + p:
-        out -= 1
-    return out
+    floor_count = (L + 2 * p - eff) // s + 1  # floor division, like PyTorch's div_rtn
+    ceil_count = (L + 2 * p - eff + s - 1) // s + 1
+    dropped = (ceil_count - 1) * s >= L + p  # last window must start inside input or left pad
+    return floor_count, ceil_count - 1 if dropped else ceil_count, dropped
 
 
 def window_range(o: int, L: int, k: int, s: int, p: int, d: int = 1):
@@ -541,3 +557,26 @@ def check_grad_output(grad_output, x, shape, op: str) -> np.ndarray:
     if not grad_output.dtype.isnative:
         grad_output = grad_output.astype(grad_output.dtype.newbyteorder("="))
     return grad_output
+
+
+def window_cells(geom: PoolGeometry) -> list[dict[str, np.ndarray]]:
+    """Per dimension, what each window's ``k`` taps land on (for explanations and plots).
+
+    For every output index along dimension ``i``: ``first``/``last`` (the first and
+    last input index read, ``-1`` if none), ``inside`` (taps on input cells),
+    ``padding`` (taps on padding cells, ``[-p, 0)`` or ``[L, L + padding_end)``)
+    and ``overhang`` (taps past ``L + padding_end``: a ceil_mode window sticking out
+    of the padded input; they are no cell at all). ``inside + padding`` is the
+    ``count_include_pad`` divisor of :func:`avg_divisor_table` (without dilation).
+    """
+    tables = []
+    for i, (start, _) in enumerate(window_extents(geom)):
+        L, k, d = geom.in_size[i], geom.kernel[i], geom.dilation[i]
+        taps = start[:, None] + d * np.arange(k, dtype=np.int64)[None, :]
+        inside = (taps >= 0) & (taps < L)
+        over = taps >= L + geom.padding_end[i]
+        first = np.where(inside.any(axis=1), np.where(inside, taps, L).min(axis=1), -1)
+        last = np.where(inside.any(axis=1), np.where(inside, taps, -1).max(axis=1), -1)
+        tables.append(dict(first=first, last=last, inside=inside.sum(axis=1),
+                           padding=(~inside & ~over).sum(axis=1), overhang=over.sum(axis=1)))
+    return tables
