@@ -316,13 +316,13 @@ def _chunk_task(chunk, own, spec, strips):
     return out, idx, cut, top, left
 
 
-def _halo_task(first, grid, spec):
+def _halo_task(first, grid, spec, *after):
     """Complete a block: pool its first output rows and columns from the halo strips.
 
     ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` are the
     strips from the chunks above and to the left, ``None`` where the own chunk
     goes. Writes into the output that ``first`` allocated (no other task reads
-    it) and returns ``(out, indices)``.
+    it) and returns ``(out, indices)``. ``after``: keys that must be computed first.
     """
     out, idx, _, top, left = first
     lay = _layout(spec)
@@ -428,12 +428,9 @@ def _kernel_params(name):
     return _PARAMS[name]
 
 
-def _part(result, i):
+def _part(result, i, *after):
+    """Item ``i`` of a task's result (``after``: keys that must be computed first)."""
     return result[i]
-
-
-def _strip(result, k):
-    return result[2][k]
 
 
 def _build(x, g, cl, spec_for_block, name, with_indices, op):
@@ -478,6 +475,13 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
             def key(nm, jh, jw, *rest):
                 return _key(nm, cl, i0, i1, jh, jw) + rest
 
+            # The halo tasks of one (batch, channel) chunk form a chain in row-major order
+            # (each also waits for the one before): the chain makes Dask's static ordering
+            # sweep the array forwards, the direction in which a block's halo strips are
+            # ready when its chunk is, so no finished block waits in memory for strips of
+            # chunks not made yet. The halo tasks are small; the chunk tasks stay parallel.
+            chain = ()
+
             for jh in range(len(x.chunks[axes[0]])):
                 for jw in range(len(x.chunks[axes[1]])):
                     if not usedby[0][jh] or not usedby[1][jw]:
@@ -487,8 +491,16 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                     for bh, h0, h1 in usedby[0][jh]:
                         for bw, w0, w1 in usedby[1][jw]:
                             if (bh, bw) != mine:
-                                layer[key(halo_name, jh, jw, bh, bw)] = (_strip, key(chunk_name, jh, jw), len(strips))
+                                layer[key(halo_name, jh, jw, bh, bw)] = (_part, key(halo_name, jh, jw), len(strips))
                                 strips.append((h0, h1, w0, w1, cl))
+                    # All strips of a chunk in one small result, taken out of the chunk task's
+                    # result *before* the block is finished (``after`` below): so the chunk task's
+                    # result, which holds the block's output, is not kept alive until the blocks
+                    # below have read their strips.
+                    after = ()
+                    if strips:
+                        layer[key(halo_name, jh, jw)] = (_part, key(chunk_name, jh, jw), 2)
+                        after = (key(halo_name, jh, jw),)
                     spec = own = None
                     if None not in mine:
                         bh, bw = mine
@@ -502,8 +514,9 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                             grid = [[None if (ph, pw) == (jh, jw) else key(halo_name, ph, pw, bh, bw)
                                      for pw, _, _ in rw] for ph, _, _ in rh]
                             done = key(halo_name, jh, jw, "block")
-                            layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec)
-                        outputs[(i0, i1, bh, bw)] = done
+                            layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec, *after, *chain)
+                            after, chain = (), (done,)
+                        outputs[(i0, i1, bh, bw)] = (done, after)
                     layer[key(chunk_name, jh, jw)] = (_chunk_task, key(xname, jh, jw), own, spec, strips)
 
     chunks = [None] * 4
@@ -515,7 +528,8 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
     arrays = []
     for part, (suffix, dt) in enumerate([("", dtype), ("-indices", np.dtype(np.int64))][:1 + with_indices]):
         out_name = f"{op}{suffix}-{name}"
-        layers[out_name] = {_key(out_name, cl, *blk): (_part, tkey, part) for blk, tkey in outputs.items()}
+        layers[out_name] = {_key(out_name, cl, *blk): (_part, tkey, part, *after)
+                            for blk, (tkey, after) in outputs.items()}
         deps[out_name] = {chunk_name}
         arrays.append((out_name, dt))
     graph = HighLevelGraph.merge(HighLevelGraph(layers, deps), x.dask)
