@@ -29,13 +29,15 @@ per byte small:
   rows ``ty, ty + BY, ...``) of its tile, so one block covers a taller tile: the
   halo is amortised over more outputs, and the index arithmetic (divisions) is
   done once per tile rather than once per output.
-* **Tiles shaped to the problem.** NCHW: ``BX`` threads along the output row
-  (<= ``config.GPU_TILE_WIDTH``, rounded so the row splits into equal tiles),
-  ``BY`` rows, and -- when a whole output plane is smaller than a block (the 7x7
-  global average of a ResNet head) -- ``BZ`` planes per tile; then the staged rows
-  of consecutive planes are adjacent in memory and the block's load is one
-  contiguous sweep. NHWC: ``BX`` channels (contiguous) by ``BY`` output columns by
-  ``BZ`` output rows; the channel tile widens when the spatial output is tiny.
+* **Tiles shaped to the problem.** NCHW blocks are ``(BX, BP, BR)``: ``BX``
+  threads along the output row (<= ``config.GPU_TILE_WIDTH``, rounded so the row
+  splits into equal tiles), ``BR`` output rows (``blockDim.z`` is limited to 64)
+  and -- when a whole output plane is smaller than a block (the 7x7 global
+  average of a ResNet head) -- ``BP`` planes per tile; then the staged rows of
+  consecutive planes are adjacent in memory and the block's load is one
+  contiguous sweep. NHWC blocks are ``(BX, BY, BZ)``: channels (contiguous), output
+  columns, output rows; the channel tile widens when the spatial output is tiny.
+  When there are too few tiles to fill the GPU, tiles get fewer planes.
   Shared memory per block stays under ``config.GPU_SHARED_BYTES`` (48 KiB) by
   shrinking the tile; a window too large for even a one-output tile falls back to
   the naive kernel.
@@ -359,6 +361,10 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
     LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
+    li0 = li // TIH  # this thread's first staged row as (plane, row) ...
+    li1 = li - li0 * TIH
+    dP = LH // TIH  # ... and the step between its rows
+    dI = LH - dP * TIH
     tiles = tiles_h * tiles_w
     items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
@@ -375,13 +381,24 @@ def _max_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW, i
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BP * TIH, LH):
-                pz = r // TIH
-                ih = ih0 + r - pz * TIH
+            pz = li0
+            i = li1
+            r = li
+            while r < BP * TIH:  # staged row r = pz * TIH + i
+                ih = ih0 + i
                 if p0 + pz < P and ih < H:
                     src = ((p0 + pz) * H + ih) * W + iw0
-                    for j in range(lj, jend, LW):
-                        sh[r * TIW + j] = xf[src + j]
+                    dst = r * TIW
+                    j = lj
+                    while j < jend:  # (while, not range: no trip-count division)
+                        sh[dst + j] = xf[src + j]
+                        j += LW
+                r += LH  # next row, without a division
+                i += dI
+                pz += dP
+                if i >= TIH:
+                    i -= TIH
+                    pz += 1
         cuda.syncthreads()  # the tile is complete
         p = p0 + tp
         ow = ow0 + tx
@@ -423,6 +440,10 @@ def _max_idx_nchw_tiled(xf, outf, idxf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW,
     LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
+    li0 = li // TIH  # this thread's first staged row as (plane, row) ...
+    li1 = li - li0 * TIH
+    dP = LH // TIH  # ... and the step between its rows
+    dI = LH - dP * TIH
     tiles = tiles_h * tiles_w
     items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
@@ -439,13 +460,24 @@ def _max_idx_nchw_tiled(xf, outf, idxf, P, H, W, OH, OW, SH, SW, PH, PW, DH, DW,
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BP * TIH, LH):
-                pz = r // TIH
-                ih = ih0 + r - pz * TIH
+            pz = li0
+            i = li1
+            r = li
+            while r < BP * TIH:  # staged row r = pz * TIH + i
+                ih = ih0 + i
                 if p0 + pz < P and ih < H:
                     src = ((p0 + pz) * H + ih) * W + iw0
-                    for j in range(lj, jend, LW):
-                        sh[r * TIW + j] = xf[src + j]
+                    dst = r * TIW
+                    j = lj
+                    while j < jend:  # (while, not range: no trip-count division)
+                        sh[dst + j] = xf[src + j]
+                        j += LW
+                r += LH  # next row, without a division
+                i += dI
+                pz += dP
+                if i >= TIH:
+                    i -= TIH
+                    pz += 1
         cuda.syncthreads()  # the tile is complete
         p = p0 + tp
         ow = ow0 + tx
@@ -491,6 +523,10 @@ def _avg_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, KH, KW, div_h, di
     LH = (BX * BP * BR) // LW
     li = t // LW
     lj = t - li * LW
+    li0 = li // TIH  # this thread's first staged row as (plane, row) ...
+    li1 = li - li0 * TIH
+    dP = LH // TIH  # ... and the step between its rows
+    dI = LH - dP * TIH
     tiles = tiles_h * tiles_w
     items = ((P + BP - 1) // BP) * tiles
     for item in range(cuda.blockIdx.x, items, cuda.gridDim.x):
@@ -507,13 +543,24 @@ def _avg_nchw_tiled(xf, outf, P, H, W, OH, OW, SH, SW, PH, PW, KH, KW, div_h, di
         # -- load phase: stage the tile + halo, coalesced --
         if li < LH:
             jend = min(TIW, W - iw0)
-            for r in range(li, BP * TIH, LH):
-                pz = r // TIH
-                ih = ih0 + r - pz * TIH
+            pz = li0
+            i = li1
+            r = li
+            while r < BP * TIH:  # staged row r = pz * TIH + i
+                ih = ih0 + i
                 if p0 + pz < P and ih < H:
                     src = ((p0 + pz) * H + ih) * W + iw0
-                    for j in range(lj, jend, LW):
-                        sh[r * TIW + j] = xf[src + j]
+                    dst = r * TIW
+                    j = lj
+                    while j < jend:  # (while, not range: no trip-count division)
+                        sh[dst + j] = xf[src + j]
+                        j += LW
+                r += LH  # next row, without a division
+                i += dI
+                pz += dP
+                if i >= TIH:
+                    i -= TIH
+                    pz += 1
         cuda.syncthreads()  # the tile is complete
         p = p0 + tp
         ow = ow0 + tx
@@ -569,6 +616,10 @@ def _max_nhwc_tiled(xf, outf, N, H, W, C, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW
     LY = (CT * BY * BZ) // LX
     ly = t // LX
     lx = t - ly * LX
+    ly0 = ly // TIW  # this thread's first staged pixel as (row, col) ...
+    ly1 = ly - ly0 * TIW
+    dI = LY // TIW  # ... and the step between its pixels
+    dJ = LY - dI * TIW
     per_image = tiles_h * tiles_w * tiles_c
     for item in range(cuda.blockIdx.x, N * per_image, cuda.gridDim.x):
         n = item // per_image
@@ -586,14 +637,25 @@ def _max_nhwc_tiled(xf, outf, N, H, W, C, OH, OW, SH, SW, PH, PW, DH, DW, KH, KW
         # -- load phase: stage the tile + halo, coalesced along channels --
         if ly < LY:
             cend = min(CT, C - c0)
-            for pos in range(ly, TIH * TIW, LY):
-                i = pos // TIW
+            i = ly0
+            j = ly1
+            pos = ly
+            while pos < TIH * TIW:  # staged pixel pos = i * TIW + j
                 ih = ih0 + i
-                iw = iw0 + pos - i * TIW
+                iw = iw0 + j
                 if ih < H and iw < W:
                     src = ((n * H + ih) * W + iw) * C + c0
-                    for cc in range(lx, cend, LX):
-                        sh[pos * CT + cc] = xf[src + cc]
+                    dst = pos * CT
+                    cc = lx
+                    while cc < cend:  # (while, not range: no trip-count division)
+                        sh[dst + cc] = xf[src + cc]
+                        cc += LX
+                pos += LY  # next pixel, without a division
+                j += dJ
+                i += dI
+                if j >= TIW:
+                    j -= TIW
+                    i += 1
         cuda.syncthreads()  # the tile is complete
         c = c0 + tx
         ow = ow0 + ty
@@ -634,6 +696,10 @@ def _max_idx_nhwc_tiled(xf, outf, idxf, N, H, W, C, OH, OW, SH, SW, PH, PW, DH, 
     LY = (CT * BY * BZ) // LX
     ly = t // LX
     lx = t - ly * LX
+    ly0 = ly // TIW  # this thread's first staged pixel as (row, col) ...
+    ly1 = ly - ly0 * TIW
+    dI = LY // TIW  # ... and the step between its pixels
+    dJ = LY - dI * TIW
     per_image = tiles_h * tiles_w * tiles_c
     for item in range(cuda.blockIdx.x, N * per_image, cuda.gridDim.x):
         n = item // per_image
@@ -651,14 +717,25 @@ def _max_idx_nhwc_tiled(xf, outf, idxf, N, H, W, C, OH, OW, SH, SW, PH, PW, DH, 
         # -- load phase: stage the tile + halo, coalesced along channels --
         if ly < LY:
             cend = min(CT, C - c0)
-            for pos in range(ly, TIH * TIW, LY):
-                i = pos // TIW
+            i = ly0
+            j = ly1
+            pos = ly
+            while pos < TIH * TIW:  # staged pixel pos = i * TIW + j
                 ih = ih0 + i
-                iw = iw0 + pos - i * TIW
+                iw = iw0 + j
                 if ih < H and iw < W:
                     src = ((n * H + ih) * W + iw) * C + c0
-                    for cc in range(lx, cend, LX):
-                        sh[pos * CT + cc] = xf[src + cc]
+                    dst = pos * CT
+                    cc = lx
+                    while cc < cend:  # (while, not range: no trip-count division)
+                        sh[dst + cc] = xf[src + cc]
+                        cc += LX
+                pos += LY  # next pixel, without a division
+                j += dJ
+                i += dI
+                if j >= TIW:
+                    j -= TIW
+                    i += 1
         cuda.syncthreads()  # the tile is complete
         c = c0 + tx
         ow = ow0 + ty
@@ -703,6 +780,10 @@ def _avg_nhwc_tiled(xf, outf, N, H, W, C, OH, OW, SH, SW, PH, PW, KH, KW, div_h,
     LY = (CT * BY * BZ) // LX
     ly = t // LX
     lx = t - ly * LX
+    ly0 = ly // TIW  # this thread's first staged pixel as (row, col) ...
+    ly1 = ly - ly0 * TIW
+    dI = LY // TIW  # ... and the step between its pixels
+    dJ = LY - dI * TIW
     per_image = tiles_h * tiles_w * tiles_c
     for item in range(cuda.blockIdx.x, N * per_image, cuda.gridDim.x):
         n = item // per_image
@@ -720,14 +801,25 @@ def _avg_nhwc_tiled(xf, outf, N, H, W, C, OH, OW, SH, SW, PH, PW, KH, KW, div_h,
         # -- load phase: stage the tile + halo, coalesced along channels --
         if ly < LY:
             cend = min(CT, C - c0)
-            for pos in range(ly, TIH * TIW, LY):
-                i = pos // TIW
+            i = ly0
+            j = ly1
+            pos = ly
+            while pos < TIH * TIW:  # staged pixel pos = i * TIW + j
                 ih = ih0 + i
-                iw = iw0 + pos - i * TIW
+                iw = iw0 + j
                 if ih < H and iw < W:
                     src = ((n * H + ih) * W + iw) * C + c0
-                    for cc in range(lx, cend, LX):
-                        sh[pos * CT + cc] = xf[src + cc]
+                    dst = pos * CT
+                    cc = lx
+                    while cc < cend:  # (while, not range: no trip-count division)
+                        sh[dst + cc] = xf[src + cc]
+                        cc += LX
+                pos += LY  # next pixel, without a division
+                j += dJ
+                i += dI
+                if j >= TIW:
+                    j -= TIW
+                    i += 1
         cuda.syncthreads()  # the tile is complete
         c = c0 + tx
         ow = ow0 + ty
@@ -1293,11 +1385,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
     Examples
     --------
+    Needs a GPU or ``NUMBA_ENABLE_CUDASIM=1``:
+
     >>> import numpy as np                                   # doctest: +SKIP
-    >>> from numba import cuda
-    >>> from poolkit import gpu
-    >>> x = cuda.to_device(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
-    >>> gpu.max_pool2d(x, 2).copy_to_host()[0, 0]
+    >>> from numba import cuda                               # doctest: +SKIP
+    >>> from poolkit import gpu                              # doctest: +SKIP
+    >>> x = cuda.to_device(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))  # doctest: +SKIP
+    >>> gpu.max_pool2d(x, 2).copy_to_host()[0, 0]            # doctest: +SKIP
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
 
@@ -1332,9 +1426,11 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
 
     Examples
     --------
+    NumPy in, NumPy out (needs a GPU or ``NUMBA_ENABLE_CUDASIM=1``):
+
     >>> import numpy as np                                   # doctest: +SKIP
-    >>> from poolkit import gpu
-    >>> gpu.avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)[0, 0]
+    >>> from poolkit import gpu                              # doctest: +SKIP
+    >>> gpu.avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)[0, 0]  # doctest: +SKIP
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
 
