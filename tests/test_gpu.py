@@ -644,3 +644,12 @@ def test_lesson06_checkers_accept_right_and_explain_wrong_answers(capsys):
     assert not lesson06.check_naive_loads(loads_with_padding)
     out = capsys.readouterr().out
     assert "FAIL" in out and "padding taps are skipped" in out
+
+
+def test_gpu_benchmark_fails_clearly_without_a_gpu():
+    out = _subprocess("import sys; from poolkit import bench_gpu; sys.exit(bench_gpu.main([]))")
+    assert out.returncode == 2
+    assert "no CUDA device was found" in out.stderr and "--smoke" in out.stderr
+    sim = _subprocess("import sys; from poolkit import bench_gpu; sys.exit(bench_gpu.main([]))",
+                      NUMBA_ENABLE_CUDASIM="1")
+    assert sim.returncode == 2 and "the simulator cannot time kernels" in sim.stderr
