@@ -284,33 +284,46 @@ def _layout(spec) -> _Layout:
 def _chunk_task(chunk, own, spec, strips):
     """Everything one input chunk is needed for, so that it can be freed right after.
 
-    A block's outputs fall into three regions: the bulk, whose windows lie inside
-    the block's own chunk, and the first output rows and columns, whose windows
-    reach into the halo above and on the left. This task
+    A block's outputs fall into the bulk, whose windows lie inside the block's own
+    chunk, and the first output rows and columns, whose windows reach into the
+    halo above and on the left. This task
 
-    * allocates the block's output and pools the bulk on a *view* of the chunk
-      (trimmed to ``own = (h0, h1, w0, w1)``), with no copy;
+    * allocates the block's output and pools it on the chunk *as it is* (no
+      copy, no view: the kernels are fastest on the C-contiguous chunk a source
+      delivers), treating the cells before the chunk as padding -- right for the
+      bulk, and right at the array's edges; the first rows and columns, wrong
+      where they read the halo, are then overwritten by :func:`_halo_task`;
     * copies the first rows and columns of the chunk that the halo regions read;
     * copies the ``strips`` ``(h0, h1, w0, w1)`` that later blocks read from it.
 
-    ``spec`` is None for a chunk that holds no window ends (it only gives strips).
-    Returns ``(out, indices, strips, own_top, own_left)``; :func:`_halo_task`
-    completes the block. The task depends on nothing but its chunk, so Dask fuses
-    it with the task that makes (or reads) the chunk: the chunk lives only inside
-    this one task.
+    ``own = (h0, h1, w0, w1)`` is the part of the chunk the block reads; ``spec``
+    is None for a chunk that holds no window ends (it only gives strips). Returns
+    ``(out, indices, strips, own_top, own_left)``. The task depends on nothing but
+    its chunk, so Dask fuses it with the task that makes (or reads) the chunk:
+    the chunk lives only inside this one task.
     """
     cut = tuple(np.array(_sub(chunk, cl, slice(h0, h1), slice(w0, w1)), copy=True)
                 for h0, h1, w0, w1, cl in strips)
     if spec is None:
         return None, None, cut, None, None
     cl = spec.channels_last
-    mine = _sub(chunk, cl, slice(own[0], own[1]), slice(own[2], own[3]))
     out = np.empty(spec.out_shape, dtype=spec.dtype)
     idx = np.empty(spec.out_shape, dtype=np.int64) if spec.kind == "max_idx" else None
     lay = _layout(spec)
     oh, ow = spec.rows.out_stop - spec.rows.out_start, spec.cols.out_stop - spec.cols.out_start
-    if out.size and lay.rh < oh and lay.rw < ow:
-        _pool_region([[mine]], lay.own_h, lay.own_w, spec, out, idx, lay.rh, oh, lay.rw, ow)
+    # per axis: where the kernel's input starts (local to the chunk) and its padding
+    origin, trim, pads = [], [], []
+    for block, lo, own_start, axis in ((spec.rows, own[0], lay.own_h, 0), (spec.cols, own[2], lay.own_w, 1)):
+        chunk_start = own_start - lo
+        first = block.out_start * spec.stride[axis] - spec.padding[axis]  # first window's start
+        if first <= chunk_start:  # the whole chunk, the cells before it taken as padding
+            origin.append(chunk_start), trim.append(0), pads.append(chunk_start - first)
+        else:  # the block starts inside the chunk: skip the cells only earlier blocks read
+            origin.append(own_start), trim.append(lo), pads.append(own_start - first)
+    x = chunk if trim == [0, 0] else _sub(chunk, cl, slice(trim[0], None), slice(trim[1], None))
+    if out.size:
+        _kernel_into(x, origin[0], origin[1], tuple(pads), spec, out, idx, 0, oh, 0, ow)
+    mine = _sub(chunk, cl, slice(own[0], own[1]), slice(own[2], own[3]))
     top = np.array(_sub(mine, cl, rows=slice(0, lay.need_h)), copy=True) if lay.need_h else None
     left = np.array(_sub(mine, cl, cols=slice(0, lay.need_w)), copy=True) if lay.need_w else None
     return out, idx, cut, top, left
@@ -321,8 +334,9 @@ def _halo_task(first, grid, spec, *after):
 
     ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` are the
     strips from the chunks above and to the left, ``None`` where the own chunk
-    goes. Writes into the output that ``first`` allocated (no other task reads
-    it) and returns ``(out, indices)``. ``after``: keys that must be computed first.
+    goes. Overwrites those outputs in the array ``first`` allocated (no other
+    task reads it) and returns ``(out, indices)``. ``after``: keys that must be
+    computed first.
     """
     out, idx, _, top, left = first
     lay = _layout(spec)
@@ -341,13 +355,18 @@ def _halo_task(first, grid, spec, *after):
 
 def _pool_region(pieces, top, left, spec, out, idx, a, b, c, d):
     """Outputs ``[a, b) x [c, d)`` of a block from ``pieces`` (a grid whose first cell is at
-    global ``(top, left)``): glue the input they read, run the kernel into the output."""
-    cl = spec.channels_last
-    axes = _spatial_axes(cl)
+    global ``(top, left)``): glue exactly the input they read and run the kernel."""
     eff = [dd * (k - 1) + 1 for dd, k in zip(spec.dilation, spec.kernel)]
     r0, r1, pad_h = _span(spec.rows, a, b, spec.stride[0], spec.padding[0], eff[0])
     c0, c1, pad_w = _span(spec.cols, c, d, spec.stride[1], spec.padding[1], eff[1])
-    x = _glue(pieces, top, left, r0, r1, c0, c1, axes)
+    x = _glue(pieces, top, left, r0, r1, c0, c1, _spatial_axes(spec.channels_last))
+    _kernel_into(x, r0, c0, (pad_h, pad_w), spec, out, idx, a, b, c, d)
+
+
+def _kernel_into(x, x_top, x_left, padding, spec, out, idx, a, b, c, d):
+    """Run the kernel for the block's outputs ``[a, b) x [c, d)`` on ``x`` (whose first cell
+    is global ``(x_top, x_left)``, with ``padding`` cells before it), writing into ``out``."""
+    axes = _spatial_axes(spec.channels_last)
     if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
         x = x.astype(spec.dtype)
     sl = [slice(None)] * 4
@@ -356,14 +375,14 @@ def _pool_region(pieces, top, left, spec, out, idx, a, b, c, d):
     iv = idx[sl] if idx is not None else None
     div_h = spec.div_h[a:b] if spec.div_h is not None else None
     div_w = spec.div_w[c:d] if spec.div_w is not None else None
-    _run_kernel(x, out[sl], iv, spec, (pad_h, pad_w), div_h, div_w)
+    _run_kernel(x, out[sl], iv, spec, padding, div_h, div_w)
     if iv is not None:
         # local flat index (row * local_W + col) -> global flat index per (H, W) plane
-        row, col = np.divmod(iv, c1 - c0)
-        row += r0
+        row, col = np.divmod(iv, x.shape[axes[1]])
+        row += x_top
         row *= spec.in_width
         row += col
-        row += c0
+        row += x_left
         iv[...] = row
 
 
@@ -405,8 +424,8 @@ def _run_kernel(x, out, idx, spec, padding, div_h, div_w):
         return
     if spec.kind == "max_idx":
         name = f"max_idx_{tag}"
-    elif spec.path == "sep":  # NHWC, windows overlapping along W
-        name = f"{op}_nhwc_sep"
+    elif spec.path == "sep" and (f"{op}_nhwc_sep", False) in cpu.KERNELS:
+        name = f"{op}_nhwc_sep"  # NHWC, windows overlapping along W (where poolkit.cpu has one)
     else:
         name = f"{op}_{tag}"
     (SH, SW), (PH, PW), (DH, DW), (KH, KW) = spec.stride, padding, spec.dilation, spec.kernel

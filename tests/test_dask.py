@@ -214,7 +214,9 @@ def test_every_task_reads_a_bounded_slice(monkeypatch):
     _assert_same(got, want)
     _assert_same(got_idx, want_idx)
     assert len(seen) >= 2 * len(rows) * len(cols)  # every block of both batch chunks ran
-    assert sum(np.prod(o) for _, o in seen) == out.size  # each output cell computed once
+    # each block is pooled on its whole chunk, then its first rows/columns (which read the
+    # halo) again from the strips: a little redundant work, never a whole-array task
+    assert out.size <= sum(np.prod(o) for _, o in seen) <= 1.5 * out.size
     for shape, _ in seen:  # the input one kernel call sees: at most a chunk plus its halo
         assert shape[0] == 1 and shape[1] == 2 and shape[2] <= 16 + halo and shape[3] <= 13 + halo
     bound = 1 * 2 * (16 + halo) * (13 + halo) * 8  # largest slice, even as int64 indices
