@@ -174,9 +174,9 @@ def main(argv=None):
     p.add_argument("--first-call", action="store_true",
                    help="only measure import and first-call latency in fresh processes")
     args, rest = p.parse_known_args(argv)
-    if args.gpu:
+    if args.gpu:  # hand every other argument to the GPU benchmark untouched
         from poolkit import bench_gpu
-        return bench_gpu.main(rest)
+        return bench_gpu.main([a for a in (argv if argv is not None else sys.argv[1:]) if a != "--gpu"])
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.first_call:

@@ -8,26 +8,28 @@ compile lazily on first call and are cached on disk (``cache=True``).
 Pooling is memory-bound: the goal is to read each input byte once and keep
 everything else in L1. How these kernels get there:
 
-* **NCHW, separable** -- max and sum are separable over the window, so for each
+* **NCHW max, separable** -- max is separable over the window, so for each
   output row the kernel first folds the window's KH input rows into one padded
   row (pass 1: contiguous, vectorised), then folds KW columns of that row into
   the output row (pass 2: from L1; stride-2 windows get loops with literal
   offsets that LLVM vectorises with shuffles). Planes are split into chunks so
   scratch rows are allocated once per chunk, never per plane.
+* **NCHW avg, row sweeps** -- each valid window row is added to the whole
+  output row with the same literal-offset loops, terms in scan order.
 * **Global windows** (one window covering a whole contiguous plane, e.g. 7x7 on
-  7x7) reduce each plane as a flat row with eight independent accumulators.
+  7x7) reduce each plane as a flat row: max with eight independent lanes,
+  sums front to back for eight planes at once.
 * **NHWC** -- parallel over (n, output row); the innermost loop runs over the
-  contiguous channels, a plain vector loop. Windows that overlap along W use
-  the separable form too (each input row folded once).
+  contiguous channels, a plain vector loop. Max windows that overlap along W
+  use the separable form too (each input row folded once).
 * **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
   uses non-separable kernels that visit taps row by row.
 * ``max`` updates with ``v > m or v != v``: ties keep the first maximum, NaN
   propagates and the index names the last NaN, exactly as PyTorch. Max values
   are bitwise identical to the reference in any order.
-* ``avg`` sums in the input dtype and divides by a divisor of the same dtype.
-  The NCHW kernel adds column sums (sum over kw of the sum over kh), the NHWC
-  kernel row by row; both differ from PyTorch's row-by-row order only in the
-  last bits (a few ulp), which the tests bound explicitly.
+* ``avg`` sums in the input dtype, in PyTorch's scan order (row by row, from
+  +0.0), and divides by a divisor of the same dtype, so averages are bitwise
+  identical to the reference and to PyTorch's CPU kernels in both layouts.
 * No ``fastmath``: it would let LLVM assume no NaN/inf.
 * Inputs under ``PARALLEL_MIN_SIZE`` elements run the serial kernel: starting
   the thread pool costs more than pooling them.
@@ -119,24 +121,30 @@ def _sweep_max(acc, tmp, OW, SW, KW, DW, init):
 
 
 @njit(inline="always")
-def _sweep_add(acc, tmp, OW, SW, KW):
-    # Pass 2 for sums, same structure; terms are added in kw order starting from 0.
-    zero = acc.dtype.type(0)
+def _sweep_add(acc, t, r, OW, SW, KW):
+    # Add row ``r`` of the 2-D array ``t`` (one window row) to every output of the
+    # row, terms in kw order: acc[ow] += t[r, ow*SW] + ... + t[r, ow*SW + KW-1],
+    # one term at a time, so a window is summed in PyTorch's scan order (row by
+    # row) and the result is bitwise identical. Common shapes get literal offsets
+    # (vectorised); 2-D indexing avoids creating a row view per call.
     if SW == 2 and KW == 2:
         for ow in range(OW):
-            acc[ow] = (zero + tmp[2 * ow]) + tmp[2 * ow + 1]
+            acc[ow] = (acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]
     elif SW == 2 and KW == 3:
         for ow in range(OW):
-            acc[ow] = ((zero + tmp[2 * ow]) + tmp[2 * ow + 1]) + tmp[2 * ow + 2]
+            acc[ow] = ((acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]) + t[r, 2 * ow + 2]
+    elif SW == 1 and KW == 3:
+        for ow in range(OW):
+            acc[ow] = ((acc[ow] + t[r, ow]) + t[r, ow + 1]) + t[r, ow + 2]
+    elif SW == 1 and KW == 2:
+        for ow in range(OW):
+            acc[ow] = (acc[ow] + t[r, ow]) + t[r, ow + 1]
     else:
-        acc[:] = 0
-        for kw in range(KW):
-            if SW == 1:
-                for ow in range(OW):
-                    acc[ow] += tmp[ow + kw]
-            else:
-                for ow in range(OW):
-                    acc[ow] += tmp[ow * SW + kw]
+        for ow in range(OW):
+            v = acc[ow]
+            for kw in range(KW):
+                v += t[r, ow * SW + kw]
+            acc[ow] = v
 
 
 # ---------------------------------------------------------------- NCHW kernels
@@ -176,26 +184,37 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
 
 
 def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+    # Not separable on purpose: each valid window row is added to the whole output
+    # row (``_sweep_add``), so every window is summed row by row like PyTorch.
+    # When columns need padding (or ceil_mode's overhang) the plane is first copied
+    # once into a zero-padded scratch plane; adding +0.0 for a padded cell changes
+    # no sum.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    direct = PW == 0 and T == W
     uPW = np.uint64(PW)
     for i in prange(nchunks):
-        tmp = np.empty(T, dtype=out.dtype)
+        pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # pads stay zero
         acc = np.empty(OW, dtype=out.dtype)
         p0, p1 = _chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
+            if direct:
+                plane = x[n, c]
+            else:
+                for ih in range(H):
+                    for iw in range(np.uint64(W)):
+                        pad[ih, uPW + iw] = x[n, c, ih, iw]
+                plane = pad
             for oh in range(OH):
-                tmp[:] = 0
+                acc[:] = 0
                 hs = oh * SH - PH
                 for kh in range(KH):
                     ih = hs + kh
                     if 0 <= ih < H:
-                        for iw in range(np.uint64(W)):
-                            tmp[uPW + iw] += x[n, c, ih, iw]
-                _sweep_add(acc, tmp, OW, SW, KW)
+                        _sweep_add(acc, plane, ih, OW, SW, KW)
                 if override > 0:
                     for ow in range(OW):
                         out[n, c, oh, ow] = acc[ow] / override
@@ -276,24 +295,38 @@ def _global_max_flat(x, out, init):
 
 
 def _global_sum_flat(x, out, divisor):
+    # Each plane is summed front to back (PyTorch's order, bitwise identical);
+    # eight planes at a time give eight independent add chains, so the adds
+    # overlap instead of waiting on each other's latency.
     P, L = x.shape
-    L8 = L - L % 8
-    for p in prange(P):
-        xr = x[p]
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = xr[0] * 0
-        for i in range(0, L8, 8):
-            s0 += xr[i]
-            s1 += xr[i + 1]
-            s2 += xr[i + 2]
-            s3 += xr[i + 3]
-            s4 += xr[i + 4]
-            s5 += xr[i + 5]
-            s6 += xr[i + 6]
-            s7 += xr[i + 7]
-        s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-        for i in range(L8, L):
-            s += xr[i]
-        out[p] = s / divisor
+    zero = x.dtype.type(0)
+    for b in prange((P + 7) // 8):
+        p = 8 * b
+        if p + 8 <= P:
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+            for i in range(L):
+                s0 += x[p, i]
+                s1 += x[p + 1, i]
+                s2 += x[p + 2, i]
+                s3 += x[p + 3, i]
+                s4 += x[p + 4, i]
+                s5 += x[p + 5, i]
+                s6 += x[p + 6, i]
+                s7 += x[p + 7, i]
+            out[p] = s0 / divisor
+            out[p + 1] = s1 / divisor
+            out[p + 2] = s2 / divisor
+            out[p + 3] = s3 / divisor
+            out[p + 4] = s4 / divisor
+            out[p + 5] = s5 / divisor
+            out[p + 6] = s6 / divisor
+            out[p + 7] = s7 / divisor
+        else:
+            for q in range(p, P):
+                s = zero
+                for i in range(L):
+                    s += x[q, i]
+                out[q] = s / divisor
 
 
 # ---------------------------------------------------------------- NHWC kernels
@@ -370,33 +403,6 @@ def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                 o[c] = o[c] / d
 
 
-def _avg_nhwc_sep(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
-    N, H, W, C = x.shape
-    OH, OW = out.shape[1], out.shape[2]
-    T = max(W + 2 * PW, (OW - 1) * SW + KW)
-    for i in prange(nchunks):
-        tmp = np.empty((T, C), dtype=out.dtype)
-        q0, q1 = _chunk(i, nchunks, N * OH)
-        for q in range(q0, q1):
-            n = q // OH
-            oh = q - n * OH
-            hs = oh * SH - PH
-            tmp[:] = 0
-            for kh in range(KH):
-                ih = hs + kh
-                if 0 <= ih < H:
-                    for iw in range(W):
-                        _row_add(tmp[PW + iw], x[n, ih, iw], C)
-            for ow in range(OW):
-                o = out[n, oh, ow]
-                o[:] = 0
-                for kw in range(KW):
-                    _row_add(o, tmp[ow * SW + kw], C)
-                d = override if override > 0 else div_h[oh] * div_w[ow]
-                for c in range(C):
-                    o[c] = o[c] / d
-
-
 def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
@@ -432,7 +438,7 @@ KERNELS = {}
 for _name, _fn in [
     ("max_nchw", _max_nchw), ("max_idx_nchw", _max_idx_nchw), ("avg_nchw", _avg_nchw),
     ("max_nhwc", _max_nhwc), ("max_idx_nhwc", _max_idx_nhwc), ("avg_nhwc", _avg_nhwc),
-    ("max_nhwc_sep", _max_nhwc_sep), ("avg_nhwc_sep", _avg_nhwc_sep),
+    ("max_nhwc_sep", _max_nhwc_sep),
     ("global_max", _global_max_flat), ("global_sum", _global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = _njit_pair(_fn)
@@ -551,9 +557,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                 x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
             return out if batched else out[0]
         args = (*g.stride, *g.padding, *g.kernel, div_h, div_w, x.dtype.type(override))
-        if cl and _overlaps_along_w(g):
-            KERNELS[("avg_nhwc_sep", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
-        elif cl:
+        if cl:
             KERNELS[("avg_nhwc", bool(parallel))](x, out, *args)
         else:
             KERNELS[("avg_nchw", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 
 import poolkit
 from poolkit import cpu, reference
-from strategies import assert_avg_close, pool2d_problem
+from strategies import pool2d_problem
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -33,7 +33,8 @@ def test_avg_pool2d_matches_reference(problem):
     for parallel in (False, True):
         got = cpu.avg_pool2d(x, layout=layout, parallel=parallel, **kw)
         assert got.dtype == x.dtype and got.shape == want.shape
-        assert_avg_close(got, want, x, kw["kernel_size"])
+        # summed in the reference's (PyTorch's) order, divided in the input dtype
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -45,7 +46,7 @@ def test_layouts_agree(layout):
                    (poolkit.avg_pool2d, dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True))]:
         a = fn(x, **kw)
         b = fn(xl, layout="NHWC", **kw)
-        np.testing.assert_allclose(a, b.transpose(0, 3, 1, 2), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(a, b.transpose(0, 3, 1, 2))
 
 
 def test_seed_example():
@@ -87,12 +88,12 @@ def test_unusual_but_valid_inputs():
     be = x.astype(">f8")
     np.testing.assert_array_equal(poolkit.max_pool2d(be, 2), ref)
     assert poolkit.max_pool2d(be, 2).dtype == np.float64
-    np.testing.assert_allclose(poolkit.avg_pool2d(be, 2), reference.avg_pool2d(x, 2), rtol=1e-12)
+    np.testing.assert_array_equal(poolkit.avg_pool2d(be, 2), reference.avg_pool2d(x, 2))
     # non-contiguous: transposed and reversed views
     xt = x.transpose(0, 1, 3, 2)
     np.testing.assert_array_equal(poolkit.max_pool2d(xt, 2), reference.max_pool2d(np.ascontiguousarray(xt), 2))
     xr = x[:, ::-1, ::-1]
-    np.testing.assert_allclose(poolkit.avg_pool2d(xr, 3, 1, 1), reference.avg_pool2d(xr.copy(), 3, 1, 1), rtol=1e-12)
+    np.testing.assert_array_equal(poolkit.avg_pool2d(xr, 3, 1, 1), reference.avg_pool2d(xr.copy(), 3, 1, 1))
     # 1-pixel output, unbatched
     assert poolkit.max_pool2d(x[0], (6, 5)).shape == (3, 1, 1)
     np.testing.assert_array_equal(poolkit.max_pool2d(x[0], (6, 5))[:, 0, 0], x[0].max(axis=(1, 2)))
@@ -121,4 +122,4 @@ def test_global_window_fast_path(layout, dtype):
             for d in (None, 3):
                 got = cpu.avg_pool2d(x, (7, 5), divisor_override=d, layout=layout, parallel=parallel)
                 want = reference.avg_pool2d(x, (7, 5), divisor_override=d, layout=layout)
-                assert_avg_close(got, want, x, (7, 5))
+                np.testing.assert_array_equal(got, want)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 
 from poolkit import cpu, reference
-from strategies import assert_avg_close, pool2d_problem
+from strategies import pool2d_problem
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -42,4 +42,4 @@ def test_avg_matches_torch(problem):
     got = reference.avg_pool2d(x, layout=layout, **kw)
     # the reference sums in PyTorch's order (row by row, input dtype): bitwise equal
     np.testing.assert_array_equal(got, want)
-    assert_avg_close(cpu.avg_pool2d(x, layout=layout, **kw), want, x, kw["kernel_size"])
+    np.testing.assert_array_equal(cpu.avg_pool2d(x, layout=layout, **kw), want)
