@@ -28,7 +28,8 @@ Backward kernels are **deterministic by construction**:
   increasing output order -- no two threads ever write the same cell.
 
 Channels-last arrays go through the layout-free kernels (scatter, gathers) as
-strided channels-first views (``np.moveaxis``, no copy).
+strided channels-first views (``np.moveaxis``, no copy). As in :mod:`poolkit.cpu`,
+inputs under ``poolkit.cpu.PARALLEL_MIN_SIZE`` elements run the serial twin.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from numba import njit, prange
 
 from . import cpu
 from . import geometry as G
+from .cpu import _njit_pair
 
 __all__ = [
     "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
@@ -340,12 +342,15 @@ def _gather(src, idx, dst):
             dst[n, c, p] = src[n, c, idx[n, c, p]]
 
 
-def _avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, zero):
-    """Average-pooling backward as a gather over (N, C, D, H, W).
+def _avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, nw):
+    """Average-pooling backward as a gather over (N, C, D, H, W); one thread per (n, c).
 
     ``share`` holds ``grad_output / divisor`` per output cell; input cell ``i``
-    sums the shares of the windows ``[lo[i], hi[i])`` covering it (per dimension),
-    in increasing output order -- the order a scatter in output scan order adds them.
+    sums the shares of the windows ``[lo[i], hi[i])`` covering it, per dimension,
+    in increasing output order -- the order in which a scatter in output scan order
+    (PyTorch's CPU backward) adds them, so the result is bitwise the same.
+    Row by row: for each covering (od, oh) pair and each of the at most ``nw``
+    windows covering a cell along W, one sweep over the input row ``iw``.
     """
     N, C, D, H, W = gx.shape
     for q in prange(N * C):
@@ -354,20 +359,19 @@ def _avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, zero):
         for id_ in range(D):
             for ih in range(H):
                 for iw in range(W):
-                    t = zero
-                    for od in range(lo_d[id_], hi_d[id_]):
-                        for oh in range(lo_h[ih], hi_h[ih]):
-                            for ow in range(lo_w[iw], hi_w[iw]):
-                                t += share[n, c, od, oh, ow]
-                    gx[n, c, id_, ih, iw] = t
+                    gx[n, c, id_, ih, iw] = 0
+                for od in range(lo_d[id_], hi_d[id_]):
+                    for oh in range(lo_h[ih], hi_h[ih]):
+                        for j in range(nw):
+                            for iw in range(W):
+                                ow = lo_w[iw] + j
+                                if ow < hi_w[iw]:
+                                    gx[n, c, id_, ih, iw] += share[n, c, od, oh, ow]
 
 
-def _njit_pair(fn):
-    """Compile ``fn`` twice: serial and parallel (same source), as in :mod:`poolkit.cpu`."""
-    return (njit(cache=True, nogil=True)(fn), njit(cache=True, nogil=True, parallel=True)(fn))
-
-
-#: ``KERNELS[(name, parallel)]`` -> compiled kernel.
+#: ``KERNELS[(name, parallel)]`` -> compiled kernel. The twins come from
+#: :func:`poolkit.cpu._njit_pair` (the serial one is a renamed clone, so the two never
+#: share an on-disk cache entry).
 KERNELS = {}
 for _name, _fn in [
     ("max3d_cf", _max3d_cf), ("max3d_cl", _max3d_cl), ("avg3d_cf", _avg3d_cf), ("avg3d_cl", _avg3d_cl),
@@ -379,6 +383,12 @@ for _name, _fn in [
 del _name, _fn
 
 _NO_INDEX = np.empty((1, 1, 1, 1, 1), dtype=np.int64)  # placeholder when indices are not wanted
+
+
+def _kernel(name, parallel, size):
+    """The serial or parallel twin: parallel only if asked and ``size`` (elements) reaches
+    :data:`poolkit.cpu.PARALLEL_MIN_SIZE` (below it the thread pool costs more than the work)."""
+    return KERNELS[(name, bool(parallel) and size >= cpu.PARALLEL_MIN_SIZE)]
 
 
 # ---------------------------------------------------------------- shape helpers
@@ -444,7 +454,7 @@ def _user_indices(indices, shape, batched, op, n_cells):
 def _scatter_to(src, idx, dst, cl, accumulate, parallel):
     if src.size:
         s, i, d = _flat3(src, cl), _flat3(idx, cl), _flat3(dst, cl)
-        KERNELS[("scatter", bool(parallel))](s, i, d, bool(accumulate))
+        _kernel("scatter", parallel, max(src.size, dst.size))(s, i, d, bool(accumulate))
     return dst
 
 
@@ -477,7 +487,7 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
         out = np.empty(_shape(N, C, g.out_size, cl), dtype=x.dtype)
         idx = np.empty(out.shape, dtype=np.int64) if return_indices else _NO_INDEX
         if out.size:
-            KERNELS[("max3d_cl" if cl else "max3d_cf", bool(parallel))](
+            _kernel("max3d_cl" if cl else "max3d_cf", parallel, x.size)(
                 x, out, idx, return_indices, *g.stride, *g.padding, *g.dilation, *g.kernel,
                 _init_value(x.dtype))
         res = (out, idx) if return_indices else (out,)
@@ -530,7 +540,7 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
         out = np.empty(_shape(N, C, g.out_size, cl), dtype=x.dtype)
         if out.size:
             tables = [t.astype(x.dtype) for t in G.avg_divisor_table(g, cip)]
-            KERNELS[("avg3d_cl" if cl else "avg3d_cf", bool(parallel))](
+            _kernel("avg3d_cl" if cl else "avg3d_cf", parallel, x.size)(
                 x, out, *g.stride, *g.padding, *g.kernel, *tables, x.dtype.type(override))
     return _unbatch(out, batched)
 
@@ -551,9 +561,10 @@ def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):
     if gx.size and share.size:
         tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - nd)
         tables += [G.covering_windows(a, b, L) for (a, b), L in zip(starts_stops, in_size)]
-        KERNELS[("avg_gather", bool(parallel))](
+        lo_w, hi_w = tables[-1]
+        _kernel("avg_gather", parallel, max(gx.size, share.size))(
             _cf5(share, nd, cl), _cf5(gx, nd, cl), *(t for pair in tables for t in pair),
-            np.dtype(dtype).type(0))
+            int((hi_w - lo_w).max()))
     return gx
 
 
@@ -591,7 +602,7 @@ def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel):
     out = np.empty(_shape(N, C, ag.out_size, cl), dtype=x.dtype)
     idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
     if out.size:
-        KERNELS[("adaptive_max_cl" if cl else "adaptive_max_cf", bool(parallel))](
+        _kernel("adaptive_max_cl" if cl else "adaptive_max_cf", parallel, max(x.size, out.size))(
             _to5(x, nd, cl), _to5(out, nd, cl), _to5(idx, nd, cl) if return_indices else _NO_INDEX,
             return_indices, *(t for pair in _bins5(ag) for t in pair), _init_value(x.dtype))
     if return_indices:
@@ -607,7 +618,7 @@ def _adaptive_avg(op, nd, x, output_size, layout, parallel):
     if out.size:
         bins = _bins5(ag)
         sizes = [(b - a).astype(x.dtype) for a, b in bins]
-        KERNELS[("adaptive_avg_cl" if cl else "adaptive_avg_cf", bool(parallel))](
+        _kernel("adaptive_avg_cl" if cl else "adaptive_avg_cf", parallel, max(x.size, out.size))(
             _to5(x, nd, cl), _to5(out, nd, cl), *(t for pair in bins for t in pair), *sizes)
     return _unbatch(out, batched)
 
@@ -736,12 +747,13 @@ def _max_unpool_backward(op, nd, grad_output, x, indices, kernel_size, stride, p
     grad = _grad(grad_output, x, _shape(N, C, size, cl), batched, op)
     gx = np.empty(x.shape, dtype=x.dtype)
     if gx.size:
-        KERNELS[("gather", bool(parallel))](_flat3(grad, cl), _flat3(idx, cl), _flat3(gx, cl))
+        _kernel("gather", parallel, max(gx.size, grad.size))(_flat3(grad, cl), _flat3(idx, cl), _flat3(gx, cl))
     return _unbatch(gx, batched)
 
 
 # ================================================================ public functions
-_SEE = "Same arguments and results as :func:`poolkit.{0}`; ``parallel=False`` runs the serial kernel."
+_SEE = ("Same arguments and results as :func:`poolkit.{0}`; ``parallel=False`` runs the serial kernel\n"
+        "    (inputs under ``poolkit.cpu.PARALLEL_MIN_SIZE`` elements always do).")
 
 
 def _doc(name, summary):
