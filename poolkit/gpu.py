@@ -1483,3 +1483,7 @@ def kernel_specializations():
         sig = (types.Array(nb, 4, "A"), types.Array(nb, 4, "C"))
         specs[("copy_4d", sig)] = _copy_4d.py_func
     return [(name, fn, sig) for (name, sig), fn in specs.items()]
+
+
+# The rest of the pooling family (1-d, 3-d, adaptive, global, Lp, unpooling) and every backward.
+from .gpu_nd import *  # noqa: E402,F401,F403  (the rest of the pooling family and every backward)
