@@ -81,30 +81,6 @@ ND_SUPPORTED_DTYPES = {"max": _MAXLIKE, "float": _FLOATS}
 # =====================================================================================
 # Kernels: one thread per output (or per input cell for gathers), 5-D arrays, flag cl.
 # =====================================================================================
-@cuda.jit(device=True)
-def _unravel(i, cl, C, A, B, E):
-    """Flat index in memory order -> ``(n, c, a, b, e)`` for 5-D (N, C, A, B, E) or (N, A, B, E, C)."""
-    if cl:
-        c = i % C
-        t = i // C
-        e = t % E
-        t = t // E
-        b = t % B
-        t = t // B
-        a = t % A
-        n = t // A
-    else:
-        e = i % E
-        t = i // E
-        b = t % B
-        t = t // B
-        a = t % A
-        t = t // A
-        c = t % C
-        n = t // C
-    return n, c, a, b, e
-
-
 @cuda.jit
 def _max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, KW, init):
     """Max pooling over 5-D views: one thread per output; writes the flat argmax if ``want_idx``.
@@ -123,7 +99,25 @@ def _max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH
         D, H, W = x.shape[2], x.shape[3], x.shape[4]
     if i >= x.shape[0] * C * OD * OH * OW:
         return
-    n, c, od, oh, ow = _unravel(i, cl, C, OD, OH, OW)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        ow = t % OW
+        t = t // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+    else:
+        ow = i % OW
+        t = i // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        t = t // OD
+        c = t % C
+        n = t // C
     m = init
     mi = -1
     for kd in range(KD):
@@ -167,7 +161,25 @@ def _avg3d(x, out, cl, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, 
         D, H, W = x.shape[2], x.shape[3], x.shape[4]
     if i >= x.shape[0] * C * OD * OH * OW:
         return
-    n, c, od, oh, ow = _unravel(i, cl, C, OD, OH, OW)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        ow = t % OW
+        t = t // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+    else:
+        ow = i % OW
+        t = i // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        t = t // OD
+        c = t % C
+        n = t // C
     s = zero
     for kd in range(KD):
         id_ = od * SD - PD + kd
@@ -200,7 +212,25 @@ def _adaptive_max_k(x, out, idx, want_idx, cl, sd, ed, sh, eh, sw, ew, init):
         H, W = x.shape[3], x.shape[4]
     if i >= x.shape[0] * C * OD * OH * OW:
         return
-    n, c, od, oh, ow = _unravel(i, cl, C, OD, OH, OW)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        ow = t % OW
+        t = t // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+    else:
+        ow = i % OW
+        t = i // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        t = t // OD
+        c = t % C
+        n = t // C
     m = init
     mi = -1
     for id_ in range(sd[od], ed[od]):
@@ -232,7 +262,25 @@ def _adaptive_avg_k(x, out, cl, sd, ed, sh, eh, sw, ew, kd, kh, kw, zero):
         OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     if i >= x.shape[0] * C * OD * OH * OW:
         return
-    n, c, od, oh, ow = _unravel(i, cl, C, OD, OH, OW)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        ow = t % OW
+        t = t // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+    else:
+        ow = i % OW
+        t = i // OW
+        oh = t % OH
+        t = t // OH
+        od = t % OD
+        t = t // OD
+        c = t % C
+        n = t // C
     s = zero
     for id_ in range(sd[od], ed[od]):
         for ih in range(sh[oh], eh[oh]):
@@ -261,7 +309,25 @@ def _max_gather(grad, idx, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, zero):
         D, H, W = gx.shape[2], gx.shape[3], gx.shape[4]
     if i >= gx.shape[0] * C * D * H * W:
         return
-    n, c, id_, ih, iw = _unravel(i, cl, C, D, H, W)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        iw = t % W
+        t = t // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        n = t // D
+    else:
+        iw = i % W
+        t = i // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        t = t // D
+        c = t % C
+        n = t // C
     f = (id_ * H + ih) * W + iw
     s = zero
     for od in range(lo_d[id_], hi_d[id_]):
@@ -297,7 +363,25 @@ def _avg_gather(grad, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, t_d, t_h, t_w,
         D, H, W = gx.shape[2], gx.shape[3], gx.shape[4]
     if i >= gx.shape[0] * C * D * H * W:
         return
-    n, c, id_, ih, iw = _unravel(i, cl, C, D, H, W)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        iw = t % W
+        t = t // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        n = t // D
+    else:
+        iw = i % W
+        t = i // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        t = t // D
+        c = t % C
+        n = t // C
     s = zero
     for od in range(lo_d[id_], hi_d[id_]):
         for oh in range(lo_h[ih], hi_h[ih]):
@@ -375,7 +459,25 @@ def _index_gather(src, idx, dst, cl):
         OH, OW = src.shape[3], src.shape[4]
     if i >= dst.shape[0] * C * D * H * W:
         return
-    n, c, id_, ih, iw = _unravel(i, cl, C, D, H, W)
+    # unravel i in memory order (no device function: compile_ptx needs none)
+    if cl:
+        c = i % C
+        t = i // C
+        iw = t % W
+        t = t // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        n = t // D
+    else:
+        iw = i % W
+        t = i // W
+        ih = t % H
+        t = t // H
+        id_ = t % D
+        t = t // D
+        c = t % C
+        n = t // C
     f = idx[n, id_, ih, iw, c] if cl else idx[n, c, id_, ih, iw]
     ow = f % OW
     t = f // OW
@@ -385,16 +487,6 @@ def _index_gather(src, idx, dst, cl):
         dst[n, id_, ih, iw, c] = src[n, od, oh, ow, c]
     else:
         dst[n, c, id_, ih, iw] = src[n, c, od, oh, ow]
-
-
-@cuda.jit(device=True)
-def _sign(v, zero, one):
-    """PyTorch's sign: 1, -1, or 0 (for zeros and NaN), in ``v``'s dtype."""
-    if v > zero:
-        return one
-    if v < zero:
-        return -one
-    return zero
 
 
 @cuda.jit
@@ -421,12 +513,13 @@ def _ewise(a, b, out, op, p1, p2, K, zero, one):
         r = p1 * v
     elif op == 4:
         gt = b[i] * (p1 * (v * K) ** p2) * K
-        sa = _sign(v, zero, one)
+        sa = one if v > zero else (-one if v < zero else zero)  # PyTorch's sign (0 for NaN)
         r = zero if v == zero else gt * sa * sa
     elif op == 5:
         r = v * (p1 * b[i] ** p2)
     else:
-        r = v * _sign(b[i], zero, one)
+        w = b[i]
+        r = v * (one if w > zero else (-one if w < zero else zero))
     out[i] = r
 
 
@@ -1234,20 +1327,27 @@ def _record_ops(nd, x, layout, floats):
     """Call every op once (recording mode) on ``x``."""
     m = globals()
     sfx = f"{nd}d"
-    out, idx = m[f"max_pool{sfx}"](x, 2, 1, 1, return_indices=True, layout=layout)
+
+    def mp(x, return_indices=False):  # 2-D max/avg forward are poolkit.gpu's; same path for all nd
+        return _max_pool(f"max_pool{sfx}", nd, x, 2, 1, 1, 1, False, return_indices, layout, "optimized")
+
+    def ap(x):
+        return _avg_pool(f"avg_pool{sfx}", nd, x, 2, 1, 1, False, True, None, layout, "optimized")
+
+    out, idx = mp(x, True)
     m[f"adaptive_max_pool{sfx}"](x, 3, True, layout=layout)
     up = m[f"max_unpool{sfx}"](out, idx, 2, 1, 1, layout=layout)
     m[f"max_unpool{sfx}_backward"](up, out, idx, 2, 1, 1, layout=layout)
     if not floats:
         return
-    m[f"avg_pool{sfx}"](x, 2, 1, 1, layout=layout)
+    ap(x)
     m[f"adaptive_avg_pool{sfx}"](x, 3, layout=layout)
     for p in (2.0, float("inf")):
-        m[f"lp_pool{sfx}"](x, p, 2, layout=layout)
-        m[f"lp_pool{sfx}_backward"](m[f"lp_pool{sfx}"](x, p, 2, layout=layout), x, p, 2, layout=layout)
+        lp = m[f"lp_pool{sfx}"](x, p, 2, layout=layout)
+        m[f"lp_pool{sfx}_backward"](lp, x, p, 2, layout=layout)
     m[f"max_pool{sfx}_backward"](out, x, 2, 1, 1, layout=layout)
     m[f"max_pool{sfx}_backward"](out, x, 2, 1, 1, indices=idx, layout=layout)
-    m[f"avg_pool{sfx}_backward"](m[f"avg_pool{sfx}"](x, 2, 1, 1, layout=layout), x, 2, 1, 1, layout=layout)
+    m[f"avg_pool{sfx}_backward"](ap(x), x, 2, 1, 1, layout=layout)
     am = m[f"adaptive_max_pool{sfx}"](x, 3, layout=layout)
     m[f"adaptive_max_pool{sfx}_backward"](am, x, 3, layout=layout)
     m[f"adaptive_avg_pool{sfx}_backward"](am, x, 3, layout=layout)
