@@ -369,6 +369,12 @@ def _kernel_into(x, x_top, x_left, padding, spec, out, idx, a, b, c, d):
     axes = _spatial_axes(spec.channels_last)
     if x.dtype != spec.dtype:  # e.g. big-endian chunks -> native, as poolkit.cpu does
         x = x.astype(spec.dtype)
+    elif x.strides[-1] != x.itemsize:
+        # The kernels' inner loops run along the last axis. A chunk in Fortran order
+        # (some sources make them) runs ~10x slower than a C-order copy of it;
+        # views with contiguous rows (da.from_array of a NumPy array) are left alone:
+        # copying them costs more than it saves.
+        x = np.ascontiguousarray(x)
     sl = [slice(None)] * 4
     sl[axes[0]], sl[axes[1]] = slice(a, b), slice(c, d)
     sl = tuple(sl)
