@@ -151,6 +151,10 @@ def _quadratic(v):
     return float(np.sum(v ** 2) / 2)  # exact gradient: v
 
 
+def _square_of_sum(v):
+    return float(np.sum(v)) ** 2 / 2  # exact gradient: sum(v) in every cell
+
+
 def _pooled_sum(v):
     return float(np.sum(poolkit.avg_pool2d(v, 2, 1) * np.arange(1.0, 1.0 + 9).reshape(1, 1, 3, 3)))
 
@@ -162,8 +166,11 @@ def _numerical_cases() -> list[Case]:
              hint="(f(x + h e_i) - f(x - h e_i)) / (2 h), one cell i at a time"),
         Case("sum(x**2)/2 on a (2, 3) array", (_quadratic, rng.standard_normal((2, 3))),
              hint="loop over every index of a multi-dimensional x (np.ndindex(*x.shape))"),
-        Case("weighted average pooling on (1, 1, 4, 4)", (_pooled_sum, rng.standard_normal((1, 1, 4, 4))),
+        Case("sum(x)**2/2 on a (2, 3) array: every cell's slope depends on all cells",
+             (_square_of_sum, rng.standard_normal((2, 3))),
              hint="perturb a copy of x, never x itself, or later cells see earlier perturbations"),
+        Case("weighted average pooling on (1, 1, 4, 4)", (_pooled_sum, rng.standard_normal((1, 1, 4, 4))),
+             hint="f takes the whole (1, 1, 4, 4) array: perturb one cell of a copy and call f on it"),
     ]
 
 
@@ -171,6 +178,8 @@ def _gradient_of_case(f, x, h=1e-6):
     """The exact gradients of the case functions (so the check does not test the spec with itself)."""
     if f is _quadratic:
         return np.asarray(x, dtype=np.float64)
+    if f is _square_of_sum:
+        return np.full(np.shape(x), float(np.sum(x)))
     w = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
     return poolkit.avg_pool2d_backward(w, np.asarray(x, dtype=np.float64), 2, 1)
 
