@@ -51,7 +51,7 @@ def test(args) -> int:
     env = dict(os.environ)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     # 1. Unit and property tests on the CPU, PTX compilation of every CUDA kernel.
-    rc1 = run([PY, "-m", "pytest", "tests", "-m", "not (cudasim or gpu)", *args], env=env)
+    rc1 = run([PY, "-m", "pytest", "tests", "-m", "not (cudasim or gpu)", "--durations=15", *args], env=env)
     # 2. GPU tests and every notebook under Numba's CUDA simulator (it must be set
     #    before numba is imported, hence a second process). On a machine with a GPU,
     #    POOLKIT_REAL_GPU=1 runs them on the device instead.
@@ -59,7 +59,7 @@ def test(args) -> int:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     rc2 = run([PY, "-m", "pytest", "tests", "-m", "cudasim or gpu or notebook", "notebooks", "--nbval",
                "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
-               "-p", "no:cacheprovider", *args], env=env)
+               "-p", "no:cacheprovider", "--durations=15", *args], env=env)
     return rc1 or rc2
 
 
