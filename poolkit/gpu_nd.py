@@ -1355,6 +1355,8 @@ def _record_ops(nd, x, layout, floats):
 
 def _document():
     """numpydoc docstrings for the public functions (arguments are documented on the public API)."""
+    import inspect
+
     for name in __all__:
         if name.isupper() or name.startswith("nd_"):
             continue
@@ -1366,25 +1368,36 @@ def _document():
             summary = f"``{name}`` on a CUDA GPU (the 2-D kernels of :mod:`poolkit.gpu` on an H = 1 view)."
         else:
             summary = f"``{name}`` on a CUDA GPU (generic naive kernel on 5-D views)."
-        extra = ""
+        params = [q for q in inspect.signature(f).parameters if q not in ("x", "grad_output", "kernel")]
+        lines = []
+        if name.endswith("_backward"):
+            lines.append("grad_output : array\n        Gradient w.r.t. the forward output (NumPy or GPU): "
+                         "its shape, ``x``'s dtype.")
+        lines.append("x : array\n        A GPU array (``__cuda_array_interface__``, or the simulator's device "
+                     "array)\n        or a NumPy array; dtypes in :data:`ND_SUPPORTED_DTYPES`.")
+        where = " (``indices`` may be a NumPy or GPU array)" if "indices" in params else ""
+        lines.append(f"{', '.join(params)}\n        As in :func:`poolkit.{name}`{where}.")
         if name in ("max_pool1d", "avg_pool1d"):
-            extra = ("\n    kernel : {\"optimized\", \"naive\"}\n        Keyword-only: which 2-D kernel "
-                     "stage of :mod:`poolkit.gpu` runs.")
+            lines.append('kernel : {"optimized", "naive"}\n        Keyword-only: which 2-D kernel stage of '
+                         ":mod:`poolkit.gpu` runs.")
+        body = "\n".join("    " + ln for ln in lines)
+        if name.endswith("_backward"):
+            ret = "grad_x : array\n        Gradient w.r.t. ``x``: ``x``'s shape and dtype; the same bits on every run."
+        elif "return_indices" in params:
+            ret = "out : array (and ``indices``, int64, if ``return_indices``)"
+        else:
+            ret = "out : array"
         f.__doc__ = f"""{summary}
 
     Same arguments, results and errors as :func:`poolkit.cpu_nd.{name}` (no ``parallel``).
 
     Parameters
     ----------
-    x : array
-        A GPU array (``__cuda_array_interface__``, or the simulator's device array)
-        or a NumPy array; dtypes in :data:`ND_SUPPORTED_DTYPES`.
-    *args, layout
-        As in :func:`poolkit.{name}`.{extra}
+{body}
 
     Returns
     -------
-    array
+    {ret}
         A Numba device array for GPU input (nothing is copied to the host), a NumPy
         array for NumPy input.
 
