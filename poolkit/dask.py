@@ -19,26 +19,34 @@ is about ``chunk / stride`` long. Its input slice is that chunk plus a **halo**:
 the ``d*(k-1) + 1 - s`` cells (if positive) that its first windows read from the
 chunk before, clipped to the array. :func:`block_plan` lists these ranges.
 
-Each block task receives only what it reads: its own chunk, and *copies* of the
-thin halo strips (rows above, columns to the left, the corner) of the chunks
-before it. Because a block depends only on its own chunk and on strips of
-earlier chunks, every chunk can be freed as soon as its own block and its three
-strip copies are done -- the halo never keeps a chunk waiting for a chunk that
-has not been made yet. (Assigning windows by their *first* cell instead would
-make each block wait for the next chunk row, and a whole row of chunks would
-stay in memory.)
+The graph has one task per input chunk (:func:`_chunk_task`). It depends on
+the chunk alone -- so Dask fuses it with the task that makes or reads the chunk,
+and the chunk lives only inside that one task -- and it
 
-Inside a block task, the outputs whose windows lie in its own chunk are
-computed on a view of it (no copy); only the first output rows and columns,
-whose windows reach into the halo, run on small glued strips. Each kernel call
-gets a *local* padding -- non-zero only where its input touches the true edge of
-the array -- so ``-inf`` (max) and zero (avg) padding, the average divisor (a
-slice of :func:`poolkit.geometry.avg_divisor_table` for the whole array),
-ceil_mode and dilation all follow the global geometry, never chunk edges.
-Indices from ``return_indices`` are converted to global flat ``(H, W)``-plane
-indices. For average pooling, every block runs the kernel family that
-poolkit.cpu picks for the whole array (see :func:`_kernel_path`), so the sums
-are added in the same order and results are bit for bit equal.
+* pools the block whose windows end in this chunk on the chunk *as it is*
+  (C-contiguous chunks are what the kernels are fastest on), treating the
+  cells before the chunk as padding: right for the bulk of the block and at the
+  array's true edges, wrong only for the first rows/columns that read the halo;
+* cuts *copies* of the thin halo strips (rows, columns, a corner) that the
+  blocks after it read.
+
+A small :func:`_halo_task` per block then recomputes those first rows and
+columns from the strips. Because a block needs only its own chunk and strips of
+earlier chunks, no chunk ever waits in memory for a chunk not made yet. (Assigning
+windows by their *first* cell instead would make each block wait for the next
+chunk row.) The halo tasks are chained in row-major order, which makes Dask's
+static task ordering sweep the array forwards, so finished blocks do not wait
+for their strips either.
+
+Each kernel call gets a *local* padding -- taken from the array's padding only
+where its input touches the true edge of the array -- so ``-inf`` (max) and
+zero (avg) padding, the average divisor (a slice of
+:func:`poolkit.geometry.avg_divisor_table` for the whole array), ceil_mode and
+dilation all follow the global geometry, never chunk edges. Indices from
+``return_indices`` are converted to global flat ``(H, W)``-plane indices. For
+average pooling, every block runs the kernel family that poolkit.cpu picks for
+the whole array (see :func:`_kernel_path`), so the sums are added in the same
+order and results are bit for bit equal.
 
 Why halos and not a rechunk: rechunking to window-aligned chunks rewrites the
 whole array (every byte is copied once more and whole chunks move between
@@ -53,12 +61,13 @@ thread); the kernels are compiled with ``nogil=True``, so blocks run truly in
 parallel, and nesting Numba's own thread pool inside Dask's threads would
 oversubscribe the cores.
 
-Memory: one kernel call reads at most ``chunk + d*(k-1)`` cells per spatial
-axis (see :func:`block_plan`). A computation that streams its result out
-(``da.store`` to disk, or a reduction) holds a few chunks per thread plus one
-row of thin halo strips, however large the array. Windows larger than a chunk
-make blocks read more than a chunk; for a window over a whole huge plane use a
-Dask reduction such as ``x.max(axis=(-2, -1))`` instead.
+Memory: one kernel call reads at most one chunk, or ``chunk + d*(k-1)`` cells
+per spatial axis of glued strips (see :func:`block_plan`). A computation that
+streams its result out (``da.store`` to disk, or a reduction) holds a few chunks
+per thread plus one row of thin halo strips, however large the array
+(``benchmarks/dask_bench.py`` measures it). Windows larger than a chunk make
+blocks read more than a chunk; for a window over a whole huge plane use a Dask
+reduction such as ``x.max(axis=(-2, -1))`` instead.
 """
 from __future__ import annotations
 
@@ -453,6 +462,11 @@ def _kernel_params(name):
     return _PARAMS[name]
 
 
+def _nothing(*args):
+    """A task that only waits for its arguments (a link in the chain of halo tasks)."""
+    return None
+
+
 def _part(result, i, *after):
     """Item ``i`` of a task's result (``after``: keys that must be computed first)."""
     return result[i]
@@ -540,7 +554,9 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                                      for pw, _, _ in rw] for ph, _, _ in rh]
                             done = key(halo_name, jh, jw, "block")
                             layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec, *after, *chain)
-                            after, chain = (), (done,)
+                            # the chain passes a None on, not the block (no transfer between workers)
+                            layer[key(halo_name, jh, jw, "done")] = (_nothing, done)
+                            after, chain = (), (key(halo_name, jh, jw, "done"),)
                         outputs[(i0, i1, bh, bw)] = (done, after)
                     layer[key(chunk_name, jh, jw)] = (_chunk_task, key(xname, jh, jw), own, spec, strips)
 
