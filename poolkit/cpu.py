@@ -46,7 +46,7 @@ from numba import get_num_threads, njit, prange
 
 from . import geometry as G
 
-__all__ = ["max_pool2d", "avg_pool2d", "KERNELS"]
+__all__ = ["max_pool2d", "avg_pool2d", "run_max_pool2d", "run_avg_pool2d", "KERNELS"]
 
 
 def _njit_pair(fn):
@@ -465,21 +465,67 @@ def _prepare(x, op, layout, allow_int):
     return x, channels_last, batched, spatial
 
 
-def _is_global(x, g, channels_last):
+def _is_global(x, out, kernel, padding, dilation, channels_last):
     """One window covering each whole contiguous NCHW plane: reduce planes as flat rows."""
-    return (not channels_last and x.flags.c_contiguous and g.out_size == (1, 1)
-            and g.kernel == g.in_size and g.padding == (0, 0) and g.dilation == (1, 1))
+    return (not channels_last and x.flags.c_contiguous and out.flags.c_contiguous
+            and out.shape[2:] == (1, 1) and tuple(kernel) == x.shape[2:]
+            and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1))
 
 
-def _overlaps_along_w(g):
-    """Windows that overlap along W: the separable NHWC kernel reads each input once."""
-    return (g.kernel[1] - 1) * g.dilation[1] + 1 > g.stride[1]
+def _overlaps_along_w(kernel, stride, dilation):
+    """Windows that overlap along W: the separable NHWC max kernel reads each input once."""
+    return (kernel[1] - 1) * dilation[1] + 1 > stride[1]
 
 
-def _nchunks(x, channels_last, g, parallel):
+def _nchunks(units, parallel):
     """How many pieces the parallel loop of a scratch-using kernel is cut into."""
-    units = x.shape[0] * (g.out_size[0] if channels_last else x.shape[1])
     return max(1, min(units, 8 * get_num_threads())) if parallel else 1
+
+
+def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_last, parallel):
+    """Run the 2-D max kernel that fits, writing into ``out`` (and ``idx`` unless None).
+
+    The one place that picks a kernel; :func:`max_pool2d` and :mod:`poolkit.dask`
+    (per block, with block-local padding) both call it. ``x`` is a validated 4-D
+    native-order array, ``out``/``idx`` are preallocated with the output shape,
+    ``padding`` is the leading (top, left) padding; everything else comes from
+    ``out.shape``. Every kernel gives bitwise identical results.
+    """
+    SH, SW = stride
+    args = (SH, SW, *padding, *dilation, *kernel, _init_value(x.dtype))
+    par = bool(parallel)
+    if idx is not None and channels_last:
+        KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
+    elif idx is not None:
+        KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
+    elif _is_global(x, out, kernel, padding, dilation, channels_last):
+        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), _init_value(x.dtype))
+    elif channels_last and _overlaps_along_w(kernel, stride, dilation):
+        KERNELS[("max_nhwc_sep", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+    elif channels_last:
+        KERNELS[("max_nhwc", par)](x, out, *args)
+    else:
+        KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+
+
+def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, channels_last, parallel):
+    """Run the 2-D average kernel that fits, writing into ``out``.
+
+    Like :func:`run_max_pool2d`; ``div_h``/``div_w`` are the per-dimension divisor
+    tables of :func:`poolkit.geometry.avg_divisor_table` for these outputs, in
+    ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
+    sums a window in PyTorch's order, so all give bitwise identical results.
+    """
+    par = bool(parallel)
+    if _is_global(x, out, kernel, padding, (1, 1), channels_last):
+        d = override or int(div_h[0] * div_w[0])
+        KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
+        return
+    args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
+    if channels_last:
+        KERNELS[("avg_nhwc", par)](x, out, *args)
+    else:
+        KERNELS[("avg_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
 
 def _out_shape(x, g, channels_last):
@@ -509,20 +555,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
     if out.size:
-        args = (*g.stride, *g.padding, *g.dilation, *g.kernel, _init_value(x.dtype))
-        if return_indices and cl:
-            KERNELS[("max_idx_nhwc", bool(parallel))](x, out, idx, *args)
-        elif return_indices:
-            KERNELS[("max_idx_nchw", bool(parallel))](x, out, idx, _nchunks(x, cl, g, parallel), *args)
-        elif _is_global(x, g, cl):
-            KERNELS[("global_max", bool(parallel))](
-                x.reshape(out.size, -1), out.reshape(-1), _init_value(x.dtype))
-        elif cl and _overlaps_along_w(g):
-            KERNELS[("max_nhwc_sep", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
-        elif cl:
-            KERNELS[("max_nhwc", bool(parallel))](x, out, *args)
-        else:
-            KERNELS[("max_nchw", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
+        run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel,
+                       channels_last=cl, parallel=parallel)
     if not batched:
         out = out[0]
         idx = idx[0] if idx is not None else None
@@ -551,14 +585,6 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     if out.size:
         div_h, div_w = (t.astype(x.dtype) for t in G.avg_divisor_table(g, count_include_pad))
-        if _is_global(x, g, cl):
-            d = override or int(div_h[0] * div_w[0])
-            KERNELS[("global_sum", bool(parallel))](
-                x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
-            return out if batched else out[0]
-        args = (*g.stride, *g.padding, *g.kernel, div_h, div_w, x.dtype.type(override))
-        if cl:
-            KERNELS[("avg_nhwc", bool(parallel))](x, out, *args)
-        else:
-            KERNELS[("avg_nchw", bool(parallel))](x, out, _nchunks(x, cl, g, parallel), *args)
+        run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, div_h, div_w, override,
+                       channels_last=cl, parallel=parallel)
     return out if batched else out[0]

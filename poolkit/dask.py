@@ -43,10 +43,10 @@ where its input touches the true edge of the array -- so ``-inf`` (max) and
 zero (avg) padding, the average divisor (a slice of
 :func:`poolkit.geometry.avg_divisor_table` for the whole array), ceil_mode and
 dilation all follow the global geometry, never chunk edges. Indices from
-``return_indices`` are converted to global flat ``(H, W)``-plane indices. For
-average pooling, every block runs the kernel family that poolkit.cpu picks for
-the whole array (see :func:`_kernel_path`), so the sums are added in the same
-order and results are bit for bit equal.
+``return_indices`` are converted to global flat ``(H, W)``-plane indices. Each
+block runs :func:`poolkit.cpu.run_max_pool2d` / :func:`poolkit.cpu.run_avg_pool2d`
+(the kernels of an in-memory call, which all sum a window in PyTorch's order),
+so results are bit for bit equal to in-memory poolkit.
 
 Why halos and not a rechunk: rechunking to window-aligned chunks rewrites the
 whole array (every byte is copied once more and whole chunks move between
@@ -71,7 +71,6 @@ reduction such as ``x.max(axis=(-2, -1))`` instead.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -194,7 +193,6 @@ class _BlockSpec:
     """Everything a block task needs besides its input pieces (opaque to Dask)."""
 
     kind: str                 # "max", "max_idx" or "avg"
-    path: str                 # the poolkit.cpu kernel family: "direct", "sep" or "flat"
     channels_last: bool
     out_shape: tuple          # shape of this output block
     dtype: np.dtype           # native output dtype
@@ -210,30 +208,6 @@ class _BlockSpec:
     div_h: np.ndarray | None = None
     div_w: np.ndarray | None = None
     override: int = 0
-    flat_divisor: int = 0     # the divisor of the "flat" path (whole-plane windows)
-
-
-#: Stands for "the computed array", which is C-contiguous (see :func:`_kernel_path`).
-_CONTIGUOUS = np.empty(0)
-
-
-def _kernel_path(g, channels_last: bool, kind: str) -> str:
-    """The kernel family :mod:`poolkit.cpu` runs for the whole array, so blocks can run the same.
-
-    Average pooling's sums are exact only up to rounding, and poolkit.cpu's kernel
-    families add a window's cells in different orders (row by row, column sums
-    first, or eight interleaved partial sums for whole-plane windows). To be bit
-    for bit equal to in-memory poolkit on the computed (C-contiguous) array, every
-    block uses the family poolkit.cpu would pick for the *whole* array, decided
-    with poolkit.cpu's own rules; only its padding and sizes are local.
-    """
-    if kind == "max_idx":
-        return "direct"
-    if cpu._is_global(_CONTIGUOUS, g, channels_last):
-        return "flat"
-    if channels_last and cpu._overlaps_along_w(g):
-        return "sep"
-    return "direct"
 
 
 def _assemble(pieces, axes):
@@ -426,40 +400,18 @@ def _glue(pieces, top, left, r0, r1, c0, c1, axes):
 
 
 def _run_kernel(x, out, idx, spec, padding, div_h, div_w):
-    """Run the serial poolkit.cpu kernel of ``spec.path`` on one region's input."""
-    tag = "nhwc" if spec.channels_last else "nchw"
-    op = "avg" if spec.kind == "avg" else "max"
-    if spec.path == "flat":  # one window per whole plane: a flat reduction per (n, c)
-        x = np.ascontiguousarray(x).reshape(out.size, -1)
-        flat = out.reshape(-1)  # out is a (n, c, 1, 1) block: reshaping gives a view
-        if op == "max":
-            cpu.KERNELS[("global_max", False)](x, flat, cpu._init_value(spec.dtype))
-        else:
-            cpu.KERNELS[("global_sum", False)](x, flat, spec.dtype.type(spec.flat_divisor))
-        return
-    if spec.kind == "max_idx":
-        name = f"max_idx_{tag}"
-    elif spec.path == "sep" and (f"{op}_nhwc_sep", False) in cpu.KERNELS:
-        name = f"{op}_nhwc_sep"  # NHWC, windows overlapping along W (where poolkit.cpu has one)
+    """Run poolkit.cpu's serial kernel on one region's input (block-local padding).
+
+    :func:`poolkit.cpu.run_max_pool2d` / :func:`~poolkit.cpu.run_avg_pool2d` pick
+    the kernel exactly as for an in-memory call; all of them sum a window in the
+    same order, so every block is bit for bit what in-memory poolkit computes.
+    """
+    if spec.kind == "avg":
+        cpu.run_avg_pool2d(x, out, spec.stride, padding, spec.kernel, div_h, div_w, spec.override,
+                           channels_last=spec.channels_last, parallel=False)
     else:
-        name = f"{op}_{tag}"
-    (SH, SW), (PH, PW), (DH, DW), (KH, KW) = spec.stride, padding, spec.dilation, spec.kernel
-    args = dict(x=x, out=out, idx=idx, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW, KH=KH, KW=KW,
-                init=cpu._init_value(spec.dtype), div_h=div_h, div_w=div_w,
-                override=spec.dtype.type(spec.override), nchunks=1)
-    kernel = cpu.KERNELS[(name, False)]
-    kernel(*[args[p] for p in _kernel_params(name)])
-
-
-_PARAMS = {}
-
-
-def _kernel_params(name):
-    """Parameter names of a poolkit.cpu kernel (bound by name, so the kernels' argument
-    order is poolkit.cpu's business)."""
-    if name not in _PARAMS:
-        _PARAMS[name] = tuple(inspect.signature(cpu.KERNELS[(name, False)].py_func).parameters)
-    return _PARAMS[name]
+        cpu.run_max_pool2d(x, out, idx, spec.stride, padding, spec.dilation, spec.kernel,
+                           channels_last=spec.channels_last, parallel=False)
 
 
 def _nothing(*args):
@@ -636,11 +588,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     kind = "max_idx" if return_indices else "max"
-    path = _kernel_path(g, cl, kind)
 
     def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
-            heights=heights, widths=widths, kind=kind, path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            heights=heights, widths=widths, kind=kind, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=g.dilation,
             kernel=g.kernel, in_width=g.in_size[1])
 
@@ -699,16 +650,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     div_h, div_w = (t.astype(dtype) for t in G.avg_divisor_table(g, count_include_pad))
-    path = _kernel_path(g, cl, "avg")
-    flat_divisor = override or int(div_h[0] * div_w[0])
 
     def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
-            heights=heights, widths=widths, kind="avg", path=path, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
+            heights=heights, widths=widths, kind="avg", channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=(1, 1),
             kernel=g.kernel, div_h=div_h[bh.out_start:bh.out_stop].copy(),
-            div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override,
-            flat_divisor=flat_divisor)
+            div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override)
 
     name = tokenize(x4.name, op, cl, g, count_include_pad, override)
     out = _build(x4, g, cl, spec, name, False, op)
