@@ -178,7 +178,8 @@ _SPATIAL = {1: ("L", "NCL", "NLC"), 2: ("H, W", "NCHW", "NHWC"), 3: ("D, H, W", 
 def _x_doc(nd, ints):
     dims, first, last = _SPATIAL[nd]
     dtypes = "float32, float64 or integer" if ints else "float32 or float64"
-    return (f"x : array\n        NumPy array ({dtypes}), ``(N, C, {dims})`` or unbatched ``(C, {dims})``;\n"
+    return (f"x : array\n        NumPy array ({dtypes}) or GPU array (``__cuda_array_interface__``; the\n"
+            f"        result stays on the device), ``(N, C, {dims})`` or unbatched ``(C, {dims})``;\n"
             f"        with ``layout=\"{last}\"``, ``(N, {dims}, C)`` or ``({dims}, C)``.")
 
 
