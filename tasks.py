@@ -65,7 +65,8 @@ def test(args) -> int:
 
 def lab(args) -> int:
     ensure_env("course")
-    return run([BIN / "jupyter", "lab", "--notebook-dir", ROOT / "notebooks", *args])
+    extra = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # containers
+    return run([BIN / "jupyter", "lab", "--notebook-dir", ROOT / "notebooks", *extra, *args])
 
 
 def bench(args) -> int:
