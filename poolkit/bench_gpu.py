@@ -155,7 +155,7 @@ def run(*, scale=None, min_mb=512, repeat=25, layouts=("NCHW", "NHWC"), use_torc
                        in_bytes=x.nbytes, plan=launches["optimized"].plan)
             copy_dst = cuda.device_array_like(x)
             row["copy"] = measure(lambda: copy_dst.copy_to_device(x), repeat)
-            del copy_dst
+            copy_dst = None  # free the copy target before the next buffers
             for k, launch in launches.items():
                 row[k] = measure(launch.run, repeat)
             naive = launches["naive"].outputs[0].copy_to_host()
@@ -181,7 +181,7 @@ def run(*, scale=None, min_mb=512, repeat=25, layouts=("NCHW", "NHWC"), use_torc
                     check = "differs from torch"
             row["check"] = check
             rows.append(row)
-            del launches, x
+            launches = x = None  # free device memory before the next case
     dev = cuda.get_current_device()
     name = getattr(dev, "name", b"CUDA simulator")
     name = name.decode() if isinstance(name, bytes) else str(name)

@@ -446,23 +446,8 @@ del _name, _fn
 
 
 # ---------------------------------------------------------------- public API
-def _init_value(dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return dtype.type(-np.inf)
-    return dtype.type(np.iinfo(dtype).min)
-
-
 def _use_parallel(x, parallel):
     return bool(parallel) and x.size >= PARALLEL_MIN_SIZE
-
-
-def _prepare(x, op, layout, allow_int):
-    x = G.as_native_array(x, op)
-    channels_last, batched, spatial = G.check_input(x.shape, x.dtype, 2, layout, op, allow_int=allow_int)
-    if not batched:
-        x = x[None]
-    return x, channels_last, batched, spatial
 
 
 def _is_global(x, out, kernel, padding, dilation, channels_last):
@@ -492,14 +477,14 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
     ``out.shape``. Every kernel gives bitwise identical results.
     """
     SH, SW = stride
-    args = (SH, SW, *padding, *dilation, *kernel, _init_value(x.dtype))
+    args = (SH, SW, *padding, *dilation, *kernel, G.max_identity(x.dtype))
     par = bool(parallel)
     if idx is not None and channels_last:
         KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
     elif idx is not None:
         KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
     elif _is_global(x, out, kernel, padding, dilation, channels_last):
-        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), _init_value(x.dtype))
+        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
     elif channels_last and _overlaps_along_w(kernel, stride, dilation):
         KERNELS[("max_nhwc_sep", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
     elif channels_last:
@@ -549,7 +534,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """
     op = "max_pool2d"
     return_indices = G.check_bool(return_indices, "return_indices", op)
-    x, cl, batched, spatial = _prepare(x, op, layout, allow_int=True)
+    x, cl, batched, spatial = G.prepare_array(x, op, 2, layout, allow_int=True)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     parallel = _use_parallel(x, parallel)
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
@@ -579,7 +564,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     op = "avg_pool2d"
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
-    x, cl, batched, spatial = _prepare(x, op, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, 2, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     parallel = _use_parallel(x, parallel)
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)

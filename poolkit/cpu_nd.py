@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from . import cpu
 from . import geometry as G
@@ -392,13 +392,6 @@ def _kernel(name, parallel, size):
 
 
 # ---------------------------------------------------------------- shape helpers
-def _prepare(x, op, nd, layout, allow_int):
-    """Validate ``x``; return it batched, with (channels_last, batched, spatial)."""
-    x = G.as_native_array(x, op)
-    cl, batched, spatial = G.check_input(x.shape, x.dtype, nd, layout, op, allow_int=allow_int)
-    return (x if batched else x[None]), cl, batched, spatial
-
-
 def _shape(N, C, spatial, cl):
     """Batched array shape in the given layout."""
     return (N,) + tuple(spatial) + (C,) if cl else (N, C) + tuple(spatial)
@@ -429,11 +422,6 @@ def _flat3(a, cl):
 
 def _unbatch(a, batched):
     return a if batched else a[0]
-
-
-def _init_value(dtype):
-    dtype = np.dtype(dtype)
-    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
 
 
 def _grad(grad_output, x, shape, batched, op):
@@ -470,7 +458,7 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
               layout, parallel):
     """Forward max pooling for any nd (x may be unbatched); returns out (and indices)."""
     return_indices = G.check_bool(return_indices, "return_indices", op)
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     if nd == 1:  # the 2-D kernels on an H = 1 view
         x4 = x[:, None] if cl else x[:, :, None]
@@ -489,7 +477,7 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
         if out.size:
             _kernel("max3d_cl" if cl else "max3d_cf", parallel, x.size)(
                 x, out, idx, return_indices, *g.stride, *g.padding, *g.dilation, *g.kernel,
-                _init_value(x.dtype))
+                G.max_identity(x.dtype))
         res = (out, idx) if return_indices else (out,)
     res = tuple(_unbatch(r, batched) for r in res)
     return res if return_indices else res[0]
@@ -498,7 +486,7 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
 def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
                        return_indices, indices, layout, parallel):
     G.check_bool(return_indices, "return_indices", op)  # accepted so F's arguments pass unchanged
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     N, C = _nc(x, cl)
     out_shape = _shape(N, C, g.out_size, cl)
@@ -517,7 +505,7 @@ def _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include
                divisor_override, layout):
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     return x, cl, batched, g, count_include_pad, override
 
@@ -596,7 +584,7 @@ def _bins5(ag):
 
 def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel):
     return_indices = G.check_bool(return_indices, "return_indices", op)
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     N, C = _nc(x, cl)
     out = np.empty(_shape(N, C, ag.out_size, cl), dtype=x.dtype)
@@ -604,14 +592,14 @@ def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel):
     if out.size:
         _kernel("adaptive_max_cl" if cl else "adaptive_max_cf", parallel, max(x.size, out.size))(
             _to5(x, nd, cl), _to5(out, nd, cl), _to5(idx, nd, cl) if return_indices else _NO_INDEX,
-            return_indices, *(t for pair in _bins5(ag) for t in pair), _init_value(x.dtype))
+            return_indices, *(t for pair in _bins5(ag) for t in pair), G.max_identity(x.dtype))
     if return_indices:
         return _unbatch(out, batched), _unbatch(idx, batched)
     return _unbatch(out, batched)
 
 
 def _adaptive_avg(op, nd, x, output_size, layout, parallel):
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     N, C = _nc(x, cl)
     out = np.empty(_shape(N, C, ag.out_size, cl), dtype=x.dtype)
@@ -626,7 +614,7 @@ def _adaptive_avg(op, nd, x, output_size, layout, parallel):
 def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout,
                            parallel):
     G.check_bool(return_indices, "return_indices", op)
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     N, C = _nc(x, cl)
     out_shape = _shape(N, C, ag.out_size, cl)
@@ -640,7 +628,7 @@ def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, 
 
 
 def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel):
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     N, C = _nc(x, cl)
     share = _grad(grad_output, x, _shape(N, C, ag.out_size, cl), batched, op)
@@ -677,7 +665,7 @@ def _sign(a):
 
 def _lp_setup(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
     p = G.check_norm_type(norm_type, op)
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, 0, 1, ceil_mode)
     return p, x, cl, batched, g
 
@@ -725,7 +713,7 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
 
 # ---------------------------------------------------------------- max unpooling
 def _unpool_setup(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
-    x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
     size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size)
     idx = _user_indices(indices, x.shape, batched, op, math.prod(size))
     return x, cl, batched, size, idx

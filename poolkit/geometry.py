@@ -51,6 +51,8 @@ __all__ = [
     "make_geometry",
     "check_input",
     "as_native_array",
+    "prepare_array",
+    "max_identity",
     "avg_divisor_table",
     "window_range",
     "LAYOUTS",
@@ -350,6 +352,15 @@ def check_input(shape, dtype, nd: int, layout, op: str, *, allow_int: bool):
     return channels_last, batched, spatial
 
 
+def max_identity(dtype):
+    """The value a max-pooling window starts from (and implicit padding holds):
+    ``-inf`` for floats, the smallest integer for integer dtypes."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype.type(-np.inf)
+    return dtype.type(np.iinfo(dtype).min)
+
+
 def as_native_array(x, op: str) -> np.ndarray:
     """Check ``x`` is a NumPy array and return it in native byte order (no copy if already)."""
     if not isinstance(x, np.ndarray):
@@ -360,6 +371,17 @@ def as_native_array(x, op: str) -> np.ndarray:
         # Big-endian data (e.g. raw medical images) -> native order; Numba needs it.
         x = x.astype(x.dtype.newbyteorder("="))
     return x
+
+
+def prepare_array(x, op: str, nd: int, layout, *, allow_int: bool):
+    """Validate a NumPy input and return it batched and in native byte order.
+
+    Returns ``(x, channels_last, batched, spatial_shape)``; ``x`` gains a leading
+    batch axis (a view) when the input was unbatched.
+    """
+    x = as_native_array(x, op)
+    channels_last, batched, spatial = check_input(x.shape, x.dtype, nd, layout, op, allow_int=allow_int)
+    return (x if batched else x[None]), channels_last, batched, spatial
 
 
 def check_divisor_override(divisor_override, op: str):

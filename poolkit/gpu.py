@@ -1220,13 +1220,6 @@ def _flat(a):
     return a.reshape(int(np.prod(a.shape)))
 
 
-def _init_value(dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return dtype.type(-np.inf)
-    return dtype.type(np.iinfo(dtype).min)
-
-
 def _out_shape(shape, g, cl):
     return (shape[0],) + g.out_size + (shape[3],) if cl else (shape[0], shape[1]) + g.out_size
 
@@ -1249,7 +1242,7 @@ def _prepare(op, xd, g, cl, kernel, *, count_include_pad=True, override=0, alloc
         tail = (div_h, div_w, dtype.type(override), dtype.type(0))
         geo = (SH, SW, PH, PW, KH, KW)
     else:
-        tail = (_init_value(dtype),)
+        tail = (G.max_identity(dtype),)
         geo = (SH, SW, PH, PW, DH, DW, KH, KW)
     plan = plan_tiles(layout, shape, g, dtype.itemsize) if kernel == "optimized" else None
     if plan is None:  # naive requested, or no tile fits in shared memory

@@ -659,10 +659,6 @@ def _sp5(spatial):
     return (1,) * (3 - len(spatial)) + tuple(spatial)
 
 
-def _init_value(dtype):
-    return _gpu._init_value(dtype)
-
-
 def _input(x, op, nd, layout, kind):
     """Validate ``x`` (before any launch); return ``(shape, dtype, cl, batched, spatial, N, C, host)``."""
     shape, dtype = _shape_dtype(x, op)
@@ -753,7 +749,7 @@ def _max5(x5, g, nd, cl, padding, want_idx, kernel):
     out = _alloc(_out_shape(N, C, g.out_size, cl), x5.dtype)
     idx = _alloc(out.shape, np.int64) if want_idx else _alloc((1, 1, 1, 1, 1), np.int64)
     _launch(_max3d, int(np.prod(out.shape)), x5, out, idx, bool(want_idx), bool(cl), *g.stride,
-            *g.padding, *g.dilation, *g.kernel, _init_value(x5.dtype))
+            *g.padding, *g.dilation, *g.kernel, G.max_identity(x5.dtype))
     return out, (idx if want_idx else None)
 
 
@@ -904,7 +900,7 @@ def _adaptive_max5(x5, ag, cl, want_idx):
     out = _alloc(_out_shape(N, C, _sp5(ag.out_size), cl), x5.dtype)
     idx = _alloc(out.shape, np.int64) if want_idx else _alloc((1, 1, 1, 1, 1), np.int64)
     _launch(_adaptive_max_k, int(np.prod(out.shape)), x5, out, idx, bool(want_idx), bool(cl),
-            *[_put(t) for pair in _bins5(ag) for t in pair], _init_value(x5.dtype))
+            *[_put(t) for pair in _bins5(ag) for t in pair], G.max_identity(x5.dtype))
     return out, idx
 
 

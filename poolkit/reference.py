@@ -17,10 +17,7 @@ __all__ = ["max_pool2d", "avg_pool2d"]
 
 
 def _prepare(x, op, nd, layout, allow_int):
-    x = G.as_native_array(x, op)
-    channels_last, batched, spatial = G.check_input(x.shape, x.dtype, nd, layout, op, allow_int=allow_int)
-    if not batched:
-        x = x[None]
+    x, channels_last, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
     if channels_last:  # the reference works channels-first; view, no copy
         x = np.moveaxis(x, -1, 1)
     return x, channels_last, batched, spatial
