@@ -81,43 +81,54 @@ PARALLEL_MIN_SIZE = 1 << 15
 
 @njit(inline="always")
 def _vmax(v, a):
-    # NaN-aware max: a NaN candidate always wins, a NaN accumulator is kept.
-    return v if (v > a) | (v != v) else a
+    # NaN-aware max of a candidate ``v`` and an accumulator ``a``: ``v`` wins if it
+    # is larger or NaN, ties keep ``a`` (the first maximum), a NaN accumulator is
+    # kept. ``np.maximum(a, v)`` is exactly that (``a >= v ? a : v``, NaN from
+    # either side) and compiles to compare-and-blend. The equivalent
+    # ``v if v > a or v != v else a`` lets LLVM turn ``t[i] = _vmax(x[i], t[i])``
+    # into a *masked store* (``vmaskmovps``), which is microcoded on AMD Zen and
+    # made these loops 5x slower there.
+    return np.maximum(a, v)
 
 
 @njit(inline="always")
-def _row_max(t, xr, n):
-    for i in range(n):
-        t[i] = _vmax(xr[i], t[i])
+def _fold_row_max(tmp, x, n, c, ih, W, first):
+    # Pass 1 of the NCHW max kernel: tmp[PW + iw] = max(tmp[PW + iw], x[n, c, ih, iw]),
+    # or a plain copy for the window's first valid row. ``tmp`` is the plane's padded
+    # row shifted so that index 0 is input column 0 (a view made once per chunk).
+    # Unsigned indices: Numba's negative-index wraparound on a signed ``off + iw``
+    # would keep LLVM from vectorising the loop.
+    if first:
+        for iw in range(np.uint64(W)):
+            tmp[iw] = x[n, c, ih, iw]
+    else:
+        for iw in range(np.uint64(W)):
+            tmp[iw] = _vmax(x[n, c, ih, iw], tmp[iw])
 
 
 @njit(inline="always")
-def _row_add(t, xr, n):
-    for i in range(n):
-        t[i] += xr[i]
-
-
-@njit(inline="always")
-def _sweep_max(acc, tmp, OW, SW, KW, DW, init):
-    # Pass 2: acc[ow] = max over kw of tmp[ow*SW + kw*DW]. The common stride-2
-    # windows get loops with literal offsets, which LLVM turns into vector loads
-    # plus shuffles (~5x faster than one strided tap at a time).
+def _sweep_max(out, n, c, oh, tmp, OW, SW, KW, DW):
+    # Pass 2: out[n, c, oh, ow] = max over kw of tmp[ow*SW + kw*DW], written straight
+    # into the output row. The common stride-2 windows get loops with literal
+    # offsets, which LLVM turns into vector loads plus shuffles (~5x faster than
+    # one strided tap at a time).
     if SW == 2 and DW == 1 and KW == 2:
         for ow in range(OW):
-            acc[ow] = _vmax(tmp[2 * ow + 1], _vmax(tmp[2 * ow], init))
+            out[n, c, oh, ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
     elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
-            acc[ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], _vmax(tmp[2 * ow], init)))
+            out[n, c, oh, ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
     else:
-        acc[:] = init
-        for kw in range(KW):
+        for ow in range(OW):
+            out[n, c, oh, ow] = tmp[ow * SW]
+        for kw in range(1, KW):
             off = kw * DW
             if SW == 1:
                 for ow in range(OW):
-                    acc[ow] = _vmax(tmp[ow + off], acc[ow])
+                    out[n, c, oh, ow] = _vmax(tmp[ow + off], out[n, c, oh, ow])
             else:
                 for ow in range(OW):
-                    acc[ow] = _vmax(tmp[ow * SW + off], acc[ow])
+                    out[n, c, oh, ow] = _vmax(tmp[ow * SW + off], out[n, c, oh, ow])
 
 
 @njit(inline="always")
@@ -162,25 +173,25 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
-    uPW = np.uint64(PW)  # unsigned indices: no negative-index wraparound code
     for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
-        acc = np.empty(OW, dtype=out.dtype)
+        tmp[:] = init  # the padding cells stay at init; pass 1 writes the rest
+        row = tmp[PW:]
         p0, p1 = _chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
             for oh in range(OH):
-                tmp[:] = init
                 hs = oh * SH - PH
+                first = True
                 for kh in range(KH):  # pass 1: fold the window's rows
                     ih = hs + kh * DH
                     if 0 <= ih < H:
-                        for iw in range(np.uint64(W)):
-                            tmp[uPW + iw] = _vmax(x[n, c, ih, iw], tmp[uPW + iw])
-                _sweep_max(acc, tmp, OW, SW, KW, DW, init)  # pass 2: fold columns
-                for ow in range(np.uint64(OW)):
-                    out[n, c, oh, ow] = acc[ow]
+                        _fold_row_max(row, x, n, c, ih, W, first)
+                        first = False
+                if first:  # no row inside the input: cannot happen for a valid geometry
+                    tmp[:] = init
+                _sweep_max(out, n, c, oh, tmp, OW, SW, KW, DW)  # pass 2: fold columns
 
 
 def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
@@ -330,77 +341,123 @@ def _global_sum_flat(x, out, divisor):
 
 
 # ---------------------------------------------------------------- NHWC kernels
-def _max_nhwc(x, out, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # Direct: for each output cell, fold every in-bounds window tap into the
-    # output's channel vector (contiguous: the inner loop is a vector loop).
-    N, H, W, C = x.shape
-    OH, OW = out.shape[1], out.shape[2]
-    for q in prange(N * OH):
-        n = q // OH
-        oh = q - n * OH
-        hs = oh * SH - PH
-        for ow in range(OW):
-            ws = ow * SW - PW
-            o = out[n, oh, ow]
-            o[:] = init
-            for kh in range(KH):
-                ih = hs + kh * DH
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    iw = ws + kw * DW
-                    if 0 <= iw < W:
-                        _row_max(o, x[n, ih, iw], C)
-
-
-def _max_nhwc_sep(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # Separable, for windows that overlap along W: fold the KH rows into a padded
-    # row ``tmp`` (T, C) once, then fold KW columns of ``tmp`` per output cell.
+def _max_nhwc(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # Separable, like the NCHW kernel: fold the window's KH input rows into a padded
+    # row ``tmp`` (T, C) once per output row (pass 1), then fold KW columns of
+    # ``tmp`` into each output cell (pass 2). Every innermost loop runs over the
+    # contiguous channels with an unsigned index (a plain vector loop).
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
+    uC = np.uint64(C)
     for i in prange(nchunks):
         tmp = np.empty((T, C), dtype=out.dtype)
+        tmp[:] = init  # the padding columns stay at init
         q0, q1 = _chunk(i, nchunks, N * OH)
         for q in range(q0, q1):
             n = q // OH
             oh = q - n * OH
             hs = oh * SH - PH
-            tmp[:] = init
+            first = True
             for kh in range(KH):
                 ih = hs + kh * DH
-                if 0 <= ih < H:
-                    for iw in range(W):
-                        _row_max(tmp[PW + iw], x[n, ih, iw], C)
+                if ih < 0 or ih >= H:
+                    continue
+                for iw in range(W):
+                    if first:
+                        for c in range(uC):
+                            tmp[PW + iw, c] = x[n, ih, iw, c]
+                    else:
+                        for c in range(uC):
+                            tmp[PW + iw, c] = _vmax(x[n, ih, iw, c], tmp[PW + iw, c])
+                first = False
+            if first:  # no row inside the input: cannot happen for a valid geometry
+                tmp[:] = init
             for ow in range(OW):
-                o = out[n, oh, ow]
-                o[:] = init
-                for kw in range(KW):
-                    _row_max(o, tmp[ow * SW + kw * DW], C)
+                t0 = ow * SW
+                for c in range(uC):
+                    out[n, oh, ow, c] = tmp[t0, c]
+                for kw in range(1, KW):
+                    t = t0 + kw * DW
+                    for c in range(uC):
+                        out[n, oh, ow, c] = _vmax(tmp[t, c], out[n, oh, ow, c])
+
+
+@njit(inline="always")
+def _add_taps(out, n, oh, ow, x, ih, iw, g, first, d, last, uC, zero):
+    # out[n, oh, ow, :] = (out[...] or +0.0 when ``first``) + x[n, ih, iw, :] + ...
+    # + x[n, ih, iw+g-1, :], added left to right (g <= 4 taps of one window row), and
+    # divided by ``d`` when ``last``. Several taps per pass keep the running sums in
+    # registers instead of loading and storing them once per tap; the branches are
+    # outside the channel loops, so each loop is a plain vector loop.
+    if last:
+        if g == 4:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = ((((s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c])
+                                      + x[n, ih, iw + 2, c]) + x[n, ih, iw + 3, c]) / d
+        elif g == 3:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = (((s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c]) + x[n, ih, iw + 2, c]) / d
+        elif g == 2:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = ((s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c]) / d
+        else:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = (s + x[n, ih, iw, c]) / d
+    else:
+        if g == 4:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = (((s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c])
+                                     + x[n, ih, iw + 2, c]) + x[n, ih, iw + 3, c]
+        elif g == 3:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = ((s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c]) + x[n, ih, iw + 2, c]
+        elif g == 2:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = (s + x[n, ih, iw, c]) + x[n, ih, iw + 1, c]
+        else:
+            for c in range(uC):
+                s = zero if first else out[n, oh, ow, c]
+                out[n, oh, ow, c] = s + x[n, ih, iw, c]
 
 
 def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+    # For each output cell, its window's valid cells are added to the output's
+    # channel vector in scan order (rows, then columns, from +0.0), up to four taps
+    # per pass (``_add_taps``); the last pass divides. So every window is summed in
+    # PyTorch's order, and the innermost loops run over contiguous channels.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
+    uC = np.uint64(C)
+    zero = x.dtype.type(0)
     for q in prange(N * OH):
         n = q // OH
         oh = q - n * OH
         hs = oh * SH - PH
+        ih0 = max(hs, 0)
+        ih1 = min(hs + KH, H)
         for ow in range(OW):
             ws = ow * SW - PW
-            o = out[n, oh, ow]
-            o[:] = 0
-            for kh in range(KH):
-                ih = hs + kh
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(KW):
-                    iw = ws + kw
-                    if 0 <= iw < W:
-                        _row_add(o, x[n, ih, iw], C)
+            iw0 = max(ws, 0)
+            iw1 = min(ws + KW, W)
             d = override if override > 0 else div_h[oh] * div_w[ow]
-            for c in range(C):
-                o[c] = o[c] / d
+            if ih0 >= ih1 or iw0 >= iw1:  # an empty window: a valid geometry has none
+                for c in range(uC):
+                    out[n, oh, ow, c] = zero / d
+            for ih in range(ih0, ih1):
+                iw = iw0
+                while iw < iw1:
+                    g = min(4, iw1 - iw)
+                    _add_taps(out, n, oh, ow, x, ih, iw, g, ih == ih0 and iw == iw0, d,
+                              ih == ih1 - 1 and iw + g == iw1, uC, zero)
+                    iw += g
 
 
 def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
@@ -438,7 +495,6 @@ KERNELS = {}
 for _name, _fn in [
     ("max_nchw", _max_nchw), ("max_idx_nchw", _max_idx_nchw), ("avg_nchw", _avg_nchw),
     ("max_nhwc", _max_nhwc), ("max_idx_nhwc", _max_idx_nhwc), ("avg_nhwc", _avg_nhwc),
-    ("max_nhwc_sep", _max_nhwc_sep),
     ("global_max", _global_max_flat), ("global_sum", _global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = _njit_pair(_fn)
@@ -455,11 +511,6 @@ def _is_global(x, out, kernel, padding, dilation, channels_last):
     return (not channels_last and x.flags.c_contiguous and out.flags.c_contiguous
             and out.shape[2:] == (1, 1) and tuple(kernel) == x.shape[2:]
             and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1))
-
-
-def _overlaps_along_w(kernel, stride, dilation):
-    """Windows that overlap along W: the separable NHWC max kernel reads each input once."""
-    return (kernel[1] - 1) * dilation[1] + 1 > stride[1]
 
 
 def _nchunks(units, parallel):
@@ -485,10 +536,8 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
         KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
     elif _is_global(x, out, kernel, padding, dilation, channels_last):
         KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
-    elif channels_last and _overlaps_along_w(kernel, stride, dilation):
-        KERNELS[("max_nhwc_sep", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
     elif channels_last:
-        KERNELS[("max_nhwc", par)](x, out, *args)
+        KERNELS[("max_nhwc", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
     else:
         KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
@@ -569,7 +618,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     parallel = _use_parallel(x, parallel)
     out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
     if out.size:
-        div_h, div_w = (t.astype(x.dtype) for t in G.avg_divisor_table(g, count_include_pad))
+        div_h, div_w = G.avg_divisors(g, count_include_pad, x.dtype)
         run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, div_h, div_w, override,
                        channels_last=cl, parallel=parallel)
     return out if batched else out[0]

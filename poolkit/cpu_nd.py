@@ -527,7 +527,7 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
         N, C = _nc(x, cl)
         out = np.empty(_shape(N, C, g.out_size, cl), dtype=x.dtype)
         if out.size:
-            tables = [t.astype(x.dtype) for t in G.avg_divisor_table(g, cip)]
+            tables = G.avg_divisors(g, cip, x.dtype)
             _kernel("avg3d_cl" if cl else "avg3d_cf", parallel, x.size)(
                 x, out, *g.stride, *g.padding, *g.kernel, *tables, x.dtype.type(override))
     return _unbatch(out, batched)

@@ -649,18 +649,27 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     x4, cl, batched, spatial = _prepare(x, op, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
-    div_h, div_w = (t.astype(dtype) for t in G.avg_divisor_table(g, count_include_pad))
+    div_h, div_w = G.avg_divisors(g, count_include_pad, dtype)
 
     def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
             heights=heights, widths=widths, kind="avg", channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=(1, 1),
-            kernel=g.kernel, div_h=div_h[bh.out_start:bh.out_stop].copy(),
-            div_w=div_w[bw.out_start:bw.out_stop].copy(), override=override)
+            kernel=g.kernel, div_h=_readonly_copy(div_h[bh.out_start:bh.out_stop]),
+            div_w=_readonly_copy(div_w[bw.out_start:bw.out_stop]), override=override)
 
     name = tokenize(x4.name, op, cl, g, count_include_pad, override)
     out = _build(x4, g, cl, spec, name, False, op)
     return out if batched else out[0]
+
+
+def _readonly_copy(a):
+    """A small copy of a slice of the (read-only, cached) divisor tables: the task graph
+    then carries only the block's entries, and the kernels see the same array type as
+    in memory (read-only), so no second specialisation is compiled."""
+    a = a.copy()
+    a.flags.writeable = False
+    return a
 
 
 def _block_shape(cl, n0, n1, bh, bw):

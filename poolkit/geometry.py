@@ -38,6 +38,7 @@ bins ``[floor(i*L/out), ceil((i+1)*L/out))`` (uneven and possibly overlapping):
 """
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ __all__ = [
     "prepare_array",
     "max_identity",
     "avg_divisor_table",
+    "avg_divisors",
     "window_range",
     "LAYOUTS",
     "PADDING_MODES",
@@ -185,6 +187,15 @@ class PoolGeometry:
         )
 
 
+def _exact_key(value):
+    """A hashable key that tells ``2``, ``2.0``, ``True`` and ``np.int64(2)`` apart
+    (plain equality would not), so a cached result is only reused for arguments
+    that validate exactly alike."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_exact_key(v) for v in value))
+    return (type(value), value)
+
+
 def make_geometry(
     op: str,
     in_size,
@@ -196,9 +207,26 @@ def make_geometry(
 ) -> PoolGeometry:
     """Validate pooling arguments against a spatial input size and compute the output size.
 
-    Raises ``TypeError``/``ValueError`` naming the offending argument.
+    Raises ``TypeError``/``ValueError`` naming the offending argument. Results are
+    memoised (the geometry is immutable): a training loop pools the same shapes
+    with the same arguments over and over, and validating them again costs more
+    than pooling a small input. Failures are not cached; they raise every time.
     """
     in_size = tuple(int(v) for v in in_size)
+    try:
+        key = (op, in_size) + tuple(_exact_key(v) for v in (kernel_size, stride, padding, dilation, ceil_mode))
+        hash(key)
+    except TypeError:  # an unhashable argument: validate it (and report it) uncached
+        return _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mode)
+    return _make_geometry_cached(key, op, in_size, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@functools.lru_cache(maxsize=512)
+def _make_geometry_cached(key, *args) -> PoolGeometry:
+    return _make_geometry(*args)
+
+
+def _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mode) -> PoolGeometry:
     nd = len(in_size)
     k = normalize_tuple(kernel_size, nd, "kernel_size", op, minimum=1)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
@@ -300,6 +328,19 @@ def avg_divisor_table(geom: PoolGeometry, count_include_pad: bool) -> list[np.nd
         else:
             cnt = np.minimum(end, L) - np.maximum(start, 0)
         tables.append(cnt.astype(np.int64))
+    return tables
+
+
+@functools.lru_cache(maxsize=256)
+def avg_divisors(geom: PoolGeometry, count_include_pad: bool, dtype) -> tuple[np.ndarray, ...]:
+    """:func:`avg_divisor_table` in ``dtype``, memoised; the arrays are read-only.
+
+    What the kernels take: an output cell's divisor is the product of its
+    per-dimension entries, computed in the input dtype as PyTorch does.
+    """
+    tables = tuple(t.astype(dtype) for t in avg_divisor_table(geom, bool(count_include_pad)))
+    for t in tables:
+        t.flags.writeable = False
     return tables
 
 
