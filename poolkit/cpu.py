@@ -92,43 +92,28 @@ def _vmax(v, a):
 
 
 @njit(inline="always")
-def _fold_row_max(tmp, x, n, c, ih, W, first):
-    # Pass 1 of the NCHW max kernel: tmp[PW + iw] = max(tmp[PW + iw], x[n, c, ih, iw]),
-    # or a plain copy for the window's first valid row. ``tmp`` is the plane's padded
-    # row shifted so that index 0 is input column 0 (a view made once per chunk).
-    # Unsigned indices: Numba's negative-index wraparound on a signed ``off + iw``
-    # would keep LLVM from vectorising the loop.
-    if first:
-        for iw in range(np.uint64(W)):
-            tmp[iw] = x[n, c, ih, iw]
-    else:
-        for iw in range(np.uint64(W)):
-            tmp[iw] = _vmax(x[n, c, ih, iw], tmp[iw])
-
-
-@njit(inline="always")
-def _sweep_max(out, n, c, oh, tmp, OW, SW, KW, DW):
-    # Pass 2: out[n, c, oh, ow] = max over kw of tmp[ow*SW + kw*DW], written straight
-    # into the output row. The common stride-2 windows get loops with literal
-    # offsets, which LLVM turns into vector loads plus shuffles (~5x faster than
-    # one strided tap at a time).
+def _sweep_max(hrow, tmp, OW, SW, KW, DW):
+    # Horizontal pass: hrow[ow] = max over kw (in kw order, first maximum kept) of
+    # tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with the identity. The
+    # common stride-2 windows get loops with literal offsets, which LLVM turns into
+    # vector loads plus shuffles (~5x faster than one strided tap at a time).
     if SW == 2 and DW == 1 and KW == 2:
         for ow in range(OW):
-            out[n, c, oh, ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
+            hrow[ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
     elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
-            out[n, c, oh, ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
+            hrow[ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
     else:
         for ow in range(OW):
-            out[n, c, oh, ow] = tmp[ow * SW]
+            hrow[ow] = tmp[ow * SW]
         for kw in range(1, KW):
             off = kw * DW
             if SW == 1:
                 for ow in range(OW):
-                    out[n, c, oh, ow] = _vmax(tmp[ow + off], out[n, c, oh, ow])
+                    hrow[ow] = _vmax(tmp[ow + off], hrow[ow])
             else:
                 for ow in range(OW):
-                    out[n, c, oh, ow] = _vmax(tmp[ow * SW + off], out[n, c, oh, ow])
+                    hrow[ow] = _vmax(tmp[ow * SW + off], hrow[ow])
 
 
 @njit(inline="always")
@@ -170,28 +155,54 @@ def _chunk(i, nchunks, total):
 
 
 def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # Separable, horizontal pass first: each input row's window maxima along W
+    # (``_sweep_max``) go to a ring of the R rows one window spans, computed once
+    # per input row however many windows read it; an output row is then the
+    # maximum of its KH ring rows, in kh order. Both passes keep the first maximum
+    # of their scan, so ties resolve exactly as PyTorch's row-by-row scan does
+    # (which matters for +0.0 vs -0.0).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
+    R = (KH - 1) * DH + 1
+    direct = PW == 0 and T == W
+    uPW = np.uint64(PW)  # unsigned indices: no negative-index wraparound code
     for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
-        tmp[:] = init  # the padding cells stay at init; pass 1 writes the rest
-        row = tmp[PW:]
+        tmp[:] = init  # the padding cells stay at init
+        ring = np.empty((R, OW), dtype=out.dtype)
+        held = np.empty(R, dtype=np.int64)  # the input row each ring slot holds
         p0, p1 = _chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
+            held[:] = -1
             for oh in range(OH):
                 hs = oh * SH - PH
                 first = True
-                for kh in range(KH):  # pass 1: fold the window's rows
+                for kh in range(KH):
                     ih = hs + kh * DH
-                    if 0 <= ih < H:
-                        _fold_row_max(row, x, n, c, ih, W, first)
+                    if ih < 0 or ih >= H:
+                        continue
+                    slot = ih % R
+                    if held[slot] != ih:
+                        if direct:  # no padding, no overhang: sweep the input row itself
+                            _sweep_max(ring[slot], x[n, c, ih], OW, SW, KW, DW)
+                        else:
+                            for iw in range(np.uint64(W)):
+                                tmp[uPW + iw] = x[n, c, ih, iw]
+                            _sweep_max(ring[slot], tmp, OW, SW, KW, DW)
+                        held[slot] = ih
+                    if first:
+                        for ow in range(OW):
+                            out[n, c, oh, ow] = ring[slot, ow]
                         first = False
+                    else:
+                        for ow in range(OW):
+                            out[n, c, oh, ow] = _vmax(ring[slot, ow], out[n, c, oh, ow])
                 if first:  # no row inside the input: cannot happen for a valid geometry
-                    tmp[:] = init
-                _sweep_max(out, n, c, oh, tmp, OW, SW, KW, DW)  # pass 2: fold columns
+                    for ow in range(OW):
+                        out[n, c, oh, ow] = init
 
 
 def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
@@ -276,33 +287,37 @@ def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
 
 
 def _global_max_flat(x, out, init):
-    # x: (P, L) contiguous planes, out: (P,). Eight independent accumulators (no
-    # allocation in the loop) so the compiler can overlap them; max is exact in
-    # any order.
+    # x: (P, L) contiguous planes, out: (P,). Each plane is scanned front to back
+    # (first maximum kept, as PyTorch: the sign of a tied zero follows it); eight
+    # planes at a time give eight independent chains that the CPU overlaps.
     P, L = x.shape
-    L8 = L - L % 8
-    for p in prange(P):
-        xr = x[p]
-        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
-        for i in range(0, L8, 8):
-            m0 = _vmax(xr[i], m0)
-            m1 = _vmax(xr[i + 1], m1)
-            m2 = _vmax(xr[i + 2], m2)
-            m3 = _vmax(xr[i + 3], m3)
-            m4 = _vmax(xr[i + 4], m4)
-            m5 = _vmax(xr[i + 5], m5)
-            m6 = _vmax(xr[i + 6], m6)
-            m7 = _vmax(xr[i + 7], m7)
-        m = _vmax(m1, m0)
-        m = _vmax(m2, m)
-        m = _vmax(m3, m)
-        m = _vmax(m4, m)
-        m = _vmax(m5, m)
-        m = _vmax(m6, m)
-        m = _vmax(m7, m)
-        for i in range(L8, L):
-            m = _vmax(xr[i], m)
-        out[p] = m
+    for b in prange((P + 7) // 8):
+        p = 8 * b
+        if p + 8 <= P:
+            m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
+            for i in range(L):
+                m0 = _vmax(x[p, i], m0)
+                m1 = _vmax(x[p + 1, i], m1)
+                m2 = _vmax(x[p + 2, i], m2)
+                m3 = _vmax(x[p + 3, i], m3)
+                m4 = _vmax(x[p + 4, i], m4)
+                m5 = _vmax(x[p + 5, i], m5)
+                m6 = _vmax(x[p + 6, i], m6)
+                m7 = _vmax(x[p + 7, i], m7)
+            out[p] = m0
+            out[p + 1] = m1
+            out[p + 2] = m2
+            out[p + 3] = m3
+            out[p + 4] = m4
+            out[p + 5] = m5
+            out[p + 6] = m6
+            out[p + 7] = m7
+        else:
+            for q in range(p, P):
+                m = init
+                for i in range(L):
+                    m = _vmax(x[q, i], m)
+                out[q] = m
 
 
 def _global_sum_flat(x, out, divisor):
@@ -341,18 +356,38 @@ def _global_sum_flat(x, out, divisor):
 
 
 # ---------------------------------------------------------------- NHWC kernels
+@njit(inline="always")
+def _sweep_max_cl(ring, slot, row, OW, SW, KW, DW, uC):
+    # ``_sweep_max`` on channel vectors: ring[slot, ow, :] = max over kw of row[ow*SW + kw*DW, :].
+    for ow in range(OW):
+        t0 = ow * SW
+        for c in range(uC):
+            ring[slot, ow, c] = row[t0, c]
+        for kw in range(1, KW):
+            t = t0 + kw * DW
+            for c in range(uC):
+                ring[slot, ow, c] = _vmax(row[t, c], ring[slot, ow, c])
+
+
 def _max_nhwc(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # Separable, like the NCHW kernel: fold the window's KH input rows into a padded
-    # row ``tmp`` (T, C) once per output row (pass 1), then fold KW columns of
-    # ``tmp`` into each output cell (pass 2). Every innermost loop runs over the
-    # contiguous channels with an unsigned index (a plain vector loop).
+    # The NCHW kernel's scheme on channel vectors: each input row (W, C) is copied
+    # into a padded row ``tmp`` and its window maxima along W go to a ring of the R
+    # rows one window spans (once per input row); an output row is the maximum of
+    # its KH ring rows in kh order. Every innermost loop runs over the contiguous
+    # channels with an unsigned index (a plain vector loop); ties keep the first
+    # maximum of PyTorch's scan order.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
+    R = (KH - 1) * DH + 1
+    direct = PW == 0 and T == W
     uC = np.uint64(C)
     for i in prange(nchunks):
         tmp = np.empty((T, C), dtype=out.dtype)
         tmp[:] = init  # the padding columns stay at init
+        ring = np.empty((R, OW, C), dtype=out.dtype)
+        held = np.empty(R, dtype=np.int64)  # the input row (n*H + ih) each slot holds
+        held[:] = -1
         q0, q1 = _chunk(i, nchunks, N * OH)
         for q in range(q0, q1):
             n = q // OH
@@ -363,24 +398,27 @@ def _max_nhwc(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
                     continue
-                for iw in range(W):
-                    if first:
-                        for c in range(uC):
-                            tmp[PW + iw, c] = x[n, ih, iw, c]
+                slot = ih % R
+                if held[slot] != n * H + ih:
+                    if direct:  # no padding, no overhang: sweep the input row itself
+                        _sweep_max_cl(ring, slot, x[n, ih], OW, SW, KW, DW, uC)
                     else:
+                        for iw in range(W):
+                            for c in range(uC):
+                                tmp[PW + iw, c] = x[n, ih, iw, c]
+                        _sweep_max_cl(ring, slot, tmp, OW, SW, KW, DW, uC)
+                    held[slot] = n * H + ih
+                if first:
+                    for ow in range(OW):
                         for c in range(uC):
-                            tmp[PW + iw, c] = _vmax(x[n, ih, iw, c], tmp[PW + iw, c])
-                first = False
+                            out[n, oh, ow, c] = ring[slot, ow, c]
+                    first = False
+                else:
+                    for ow in range(OW):
+                        for c in range(uC):
+                            out[n, oh, ow, c] = _vmax(ring[slot, ow, c], out[n, oh, ow, c])
             if first:  # no row inside the input: cannot happen for a valid geometry
-                tmp[:] = init
-            for ow in range(OW):
-                t0 = ow * SW
-                for c in range(uC):
-                    out[n, oh, ow, c] = tmp[t0, c]
-                for kw in range(1, KW):
-                    t = t0 + kw * DW
-                    for c in range(uC):
-                        out[n, oh, ow, c] = _vmax(tmp[t, c], out[n, oh, ow, c])
+                out[n, oh] = init
 
 
 @njit(inline="always")
