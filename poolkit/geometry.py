@@ -213,17 +213,23 @@ def make_geometry(
     than pooling a small input. Failures are not cached; they raise every time.
     """
     in_size = tuple(int(v) for v in in_size)
+    args = (kernel_size, stride, padding, dilation, ceil_mode)
     try:
-        key = (op, in_size) + tuple(_exact_key(v) for v in (kernel_size, stride, padding, dilation, ceil_mode))
-        hash(key)
-    except TypeError:  # an unhashable argument: validate it (and report it) uncached
-        return _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mode)
-    return _make_geometry_cached(key, op, in_size, kernel_size, stride, padding, dilation, ceil_mode)
+        key = (op, in_size) + tuple(_exact_key(v) for v in args)
+        return _GEOMETRY_CACHE[key]
+    except TypeError:  # an unhashable argument (e.g. an array): validate and report it uncached
+        return _make_geometry(op, in_size, *args)
+    except KeyError:
+        pass
+    geom = _make_geometry(op, in_size, *args)
+    if len(_GEOMETRY_CACHE) >= 512:
+        _GEOMETRY_CACHE.clear()
+    _GEOMETRY_CACHE[key] = geom
+    return geom
 
 
-@functools.lru_cache(maxsize=512)
-def _make_geometry_cached(key, *args) -> PoolGeometry:
-    return _make_geometry(*args)
+#: make_geometry's memo: exact-type argument keys -> PoolGeometry (immutable).
+_GEOMETRY_CACHE: dict = {}
 
 
 def _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mode) -> PoolGeometry:

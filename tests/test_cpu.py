@@ -123,3 +123,55 @@ def test_global_window_fast_path(layout, dtype):
                 got = cpu.avg_pool2d(x, (7, 5), divisor_override=d, layout=layout, parallel=parallel)
                 want = reference.avg_pool2d(x, (7, 5), divisor_override=d, layout=layout)
                 np.testing.assert_array_equal(got, want)
+
+
+def _signed_zeros(x):
+    """Overwrite ``x`` in place (keeping its layout and strides) with -1.0, -0.0 and +0.0
+    only, so that most windows hold a tie between zeros of both signs."""
+    if x.size:
+        code = np.nan_to_num(x).astype(np.int64) % 3
+        x[...] = np.where(code == 0, -1.0, np.where(code == 1, -0.0, 0.0))
+    return x
+
+
+def _bits(a):
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
+
+
+@SETTINGS
+@given(pool2d_problem(op="max", allow_nan=False))
+def test_max_signed_zero_ties_follow_scan_order(problem):
+    """+0.0 and -0.0 compare equal; the result is the first of them in PyTorch's
+    row-by-row scan, bit for bit, whatever order a kernel reduces in."""
+    x, kw, layout = problem
+    x = _signed_zeros(x)
+    want = reference.max_pool2d(x, layout=layout, **kw)
+    for parallel in (False, True):
+        got = cpu.max_pool2d(x, layout=layout, parallel=parallel, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@SETTINGS
+@given(pool2d_problem(op="avg", allow_nan=False))
+def test_avg_signed_zeros_sum_from_positive_zero(problem):
+    """A window of -0.0 averages to +0.0, as in PyTorch (sums start from +0.0)."""
+    x, kw, layout = problem
+    x = _signed_zeros(x)
+    want = reference.avg_pool2d(x, layout=layout, **kw)
+    for parallel in (False, True):
+        got = cpu.avg_pool2d(x, layout=layout, parallel=parallel, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_signed_zero_ties_on_large_inputs(layout):
+    """The parallel kernels (inputs above PARALLEL_MIN_SIZE), global windows included."""
+    rng = np.random.default_rng(5)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0], np.float32), size=(2, 16, 40, 36))
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    assert x.size >= cpu.PARALLEL_MIN_SIZE
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2),
+               dict(kernel_size=(40, 36)), dict(kernel_size=3, stride=1, dilation=2)):
+        got = cpu.max_pool2d(x, layout=layout, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(reference.max_pool2d(x, layout=layout, **kw)))

@@ -94,3 +94,25 @@ def test_signature_mirrors_torch():
     torch = pytest.importorskip("torch")
     t = inspect.signature(torch.nn.functional._max_pool2d).parameters
     assert [(n, p.default) for n, p in list(t.items())[1:]] == expected["max_pool2d"]
+
+
+def test_memoised_geometry_keeps_validating():
+    """make_geometry caches results by argument value *and type*: a cached (2, 2)
+    must not let (2.0, 2), True or a bool ceil_mode look-alike through."""
+    from poolkit import geometry as G
+
+    x = np.ones((1, 1, 6, 6), np.float32)
+    poolkit.max_pool2d(x, (2, 2), 1)
+    poolkit.max_pool2d(x, 1, 1)
+    with pytest.raises(TypeError, match="kernel_size must contain ints"):
+        poolkit.max_pool2d(x, (2.0, 2), 1)
+    with pytest.raises(TypeError, match="kernel_size"):
+        poolkit.max_pool2d(x, True, 1)
+    with pytest.raises(TypeError, match="ceil_mode must be a bool"):
+        poolkit.max_pool2d(x, 2, ceil_mode=1)
+    # lists are not hashable: validated uncached, same answer as the tuple
+    np.testing.assert_array_equal(poolkit.max_pool2d(x, [2, 2], [1, 1]), poolkit.max_pool2d(x, (2, 2), (1, 1)))
+    g = G.make_geometry("max_pool2d", (6, 6), np.int64(2))
+    assert g is G.make_geometry("max_pool2d", (6, 6), np.int64(2))
+    tables = G.avg_divisors(g, True, np.dtype(np.float32))
+    assert all(not t.flags.writeable for t in tables)
