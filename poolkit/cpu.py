@@ -8,25 +8,32 @@ compile lazily on first call and are cached on disk (``cache=True``).
 Pooling is memory-bound: the goal is to read each input byte once and keep
 everything else in L1. How these kernels get there:
 
-* **NCHW max, separable** -- max is separable over the window, so for each
-  output row the kernel first folds the window's KH input rows into one padded
-  row (pass 1: contiguous, vectorised), then folds KW columns of that row into
-  the output row (pass 2: from L1; stride-2 windows get loops with literal
-  offsets that LLVM vectorises with shuffles). Planes are split into chunks so
-  scratch rows are allocated once per chunk, never per plane.
+* **Max, separable** -- a maximum is separable over the window: each input
+  row is swept once into the row of its window maxima along W (pass 1:
+  stride-2 windows get loops with literal offsets that LLVM vectorises with
+  shuffles), kept in a ring of the rows one window spans, so rows shared by
+  overlapping windows are swept once; an output row is then the maximum of its
+  KH swept rows (pass 2: contiguous, vectorised). Horizontal first, then rows
+  in order, with the first maximum kept in both: exactly PyTorch's row-by-row
+  scan, ties (+0.0 vs -0.0) included. NHWC does the same on channel vectors.
+  Parallel loops are split into chunks so scratch is allocated once per chunk,
+  never per plane or row.
 * **NCHW avg, row sweeps** -- each valid window row is added to the whole
   output row with the same literal-offset loops, terms in scan order.
 * **Global windows** (one window covering a whole contiguous plane, e.g. 7x7 on
-  7x7) reduce each plane as a flat row: max with eight independent lanes,
-  sums front to back for eight planes at once.
+  7x7) reduce each plane as a flat row, front to back (PyTorch's order), eight
+  planes at once so that eight independent chains overlap.
 * **NHWC** -- parallel over (n, output row); the innermost loop runs over the
-  contiguous channels, a plain vector loop. Max windows that overlap along W
-  use the separable form too (each input row folded once).
+  contiguous channels, a plain vector loop. Averages add up to four window taps
+  per pass over the channel vector, so running sums stay in registers.
 * **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
   uses non-separable kernels that visit taps row by row.
-* ``max`` updates with ``v > m or v != v``: ties keep the first maximum, NaN
-  propagates and the index names the last NaN, exactly as PyTorch. Max values
-  are bitwise identical to the reference in any order.
+* ``max`` is ``np.maximum(m, v)``: ties keep the first maximum, NaN
+  propagates. (The equivalent ``v if v > m or v != v else m`` compiles to
+  masked stores, microcoded and 5x slower on AMD Zen.) The index kernels use
+  ``v > m or v != v``, so the index names the last NaN, exactly as PyTorch.
+* Innermost loops index with unsigned integers: Numba's wraparound code for
+  negative signed indices keeps LLVM from vectorising them.
 * ``avg`` sums in the input dtype, in PyTorch's scan order (row by row, from
   +0.0), and divides by a divisor of the same dtype, so averages are bitwise
   identical to the reference and to PyTorch's CPU kernels in both layouts.
