@@ -315,13 +315,16 @@ def _chunk_task(chunk, own, spec, strips):
 def _halo_task(first, grid, spec, *after):
     """Complete a block: pool its first output rows and columns from the halo strips.
 
-    ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` are the
-    strips from the chunks above and to the left, ``None`` where the own chunk
-    goes. Overwrites those outputs in the array ``first`` allocated (no other
+    ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` is
+    ``[strips, k]`` for the chunks above and to the left (all the strips that
+    chunk cut, and which of them is this block's: one task per chunk carries
+    them, not one per strip), ``None`` where the own chunk goes. Overwrites those outputs in the array ``first`` allocated (no other
     task reads it) and returns ``(out, indices)``. ``after``: keys that must be
     computed first.
     """
     out, idx, _, top, left = first
+    # each halo cell is [the strips a chunk cut, the index of this block's strip]
+    grid = [[None if g is None else g[0][g[1]] for g in row] for row in grid]
     lay = _layout(spec)
     oh, ow = spec.rows.out_stop - spec.rows.out_start, spec.cols.out_stop - spec.cols.out_start
     if out.size and lay.rw and lay.rh < oh:  # first columns, below the first rows
@@ -472,6 +475,7 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
             # ready when its chunk is, so no finished block waits in memory for strips of
             # chunks not made yet. The halo tasks are small; the chunk tasks stay parallel.
             chain = ()
+            strip_of = {}  # (chunk row, chunk col, reader block row, col) -> index in the chunk's strips
 
             for jh in range(len(x.chunks[axes[0]])):
                 for jw in range(len(x.chunks[axes[1]])):
@@ -482,7 +486,7 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                     for bh, h0, h1 in usedby[0][jh]:
                         for bw, w0, w1 in usedby[1][jw]:
                             if (bh, bw) != mine:
-                                layer[key(halo_name, jh, jw, bh, bw)] = (_part, key(halo_name, jh, jw), len(strips))
+                                strip_of[(jh, jw, bh, bw)] = len(strips)
                                 strips.append((h0, h1, w0, w1, cl))
                     # All strips of a chunk in one small result, taken out of the chunk task's
                     # result *before* the block is finished (``after`` below): so the chunk task's
@@ -502,7 +506,7 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                                               tuple(hi - lo for _, lo, hi in rh), tuple(hi - lo for _, lo, hi in rw))
                         done = key(chunk_name, jh, jw)
                         if len(rh) > 1 or len(rw) > 1:  # the first rows/columns need halo strips
-                            grid = [[None if (ph, pw) == (jh, jw) else key(halo_name, ph, pw, bh, bw)
+                            grid = [[None if (ph, pw) == (jh, jw) else [key(halo_name, ph, pw), strip_of[(ph, pw, bh, bw)]]
                                      for pw, _, _ in rw] for ph, _, _ in rh]
                             done = key(halo_name, jh, jw, "block")
                             layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec, *after, *chain)
