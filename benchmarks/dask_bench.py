@@ -11,8 +11,11 @@ Two questions, each answered with throughput in GB/s of *input* read:
    array) on the same values in ``chunk x chunk`` blocks, held two ways: as
    C-contiguous chunk arrays (what a chunked store such as Zarr delivers) and as
    ``da.from_array`` views into the one big array (the kernels run about twice as
-   slowly on such views). The ratio is the cost of going through Dask. Best of
-   ``--repeat`` runs each, interleaved.
+   slowly on such views). Each is brought back into one NumPy array two ways:
+   ``y.compute()`` (gathers the blocks, then concatenates them on the main
+   thread) and ``da.store(y, np.empty(...))`` (each task writes its block into
+   place). The ratio is the cost of going through Dask. Best of ``--repeat``
+   runs each, interleaved.
 2. **Out of core.** A lazily generated ``(1, 1, ooc, ooc)`` raster (each chunk is
    made when a task needs it: a copy of one random tile, so making it costs one
    memory write) is pooled and streamed into a sink that keeps only a checksum,
@@ -158,16 +161,30 @@ def in_memory_vs_dask(size, chunk, threads, repeat):
         runs = {"in-memory": lambda: poolkit.max_pool2d(x, **kw)}
         for src, y in ys.items():
             runs[src] = lambda y=y: y.compute(scheduler="threads", num_workers=threads)
+            runs[src + ", store"] = lambda y=y: store_into_new_array(y, threads)
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(repeat):  # interleaved, so that a busy machine hurts all alike
             for k, fn in runs.items():
                 t0 = time.perf_counter()
                 fn()
                 best[k] = min(best[k], time.perf_counter() - t0)
-        same = all(np.array_equal(y.compute(scheduler="threads", num_workers=threads), want) for y in ys.values())
+        same = all(np.array_equal(y.compute(scheduler="threads", num_workers=threads), want)
+                   and np.array_equal(store_into_new_array(y, threads), want) for y in ys.values())
         rows.append(dict(case=name, gbs={k: x.nbytes / t / 1e9 for k, t in best.items()}, identical=same,
                          tasks=len(ys["contiguous chunks"].__dask_graph__()) - len(sources["contiguous chunks"].__dask_graph__())))
     return x.nbytes, rows
+
+
+def store_into_new_array(y, threads):
+    """The result in one new NumPy array, as in-memory poolkit returns it, written by
+    ``da.store``: each task copies its block into place as it finishes, on the worker
+    threads. (``y.compute()`` instead gathers every block and then concatenates them
+    on the main thread, one more pass over the output after the pooling is done.)"""
+    import dask.array as da
+
+    out = np.empty(y.shape, dtype=y.dtype)
+    da.store(y, out, lock=False, scheduler="threads", num_workers=threads)
+    return out
 
 
 def out_of_core_child(args):
@@ -239,14 +256,16 @@ def main(argv=None):
     print(f"## Same data in memory: float32 (1, 1, {args.size}, {args.size}) = {nbytes / 2**30:.2f} GiB, "
           f"Dask chunks {args.chunk}x{args.chunk} ({chunk_mib:.0f} MiB, {(args.size // args.chunk) ** 2} chunks); "
           f"best of {args.repeat}\n")
-    print("| window | in-memory poolkit GB/s | poolkit.dask, contiguous chunks GB/s (ratio) | "
-          "poolkit.dask, da.from_array views GB/s (ratio) | identical | pooling tasks |")
-    print("| --- | ---: | ---: | ---: | --- | ---: |")
+    print("GB/s of input (ratio to in-memory); `compute` = `y.compute()`, `store` = `da.store(y, np.empty(...))`.\n")
+    print("| window | in-memory poolkit | contiguous chunks, compute | contiguous chunks, store | "
+          "da.from_array views, compute | da.from_array views, store | identical | pooling tasks |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         g = r["gbs"]
         m = g["in-memory"]
-        print(f"| {r['case']} | {m:.2f} | {g['contiguous chunks']:.2f} ({g['contiguous chunks'] / m:.0%}) | "
-              f"{g['da.from_array views']:.2f} ({g['da.from_array views'] / m:.0%}) | {r['identical']} | {r['tasks']} |")
+        cells = [f"{g[k]:.2f} ({g[k] / m:.0%})" for k in ("contiguous chunks", "contiguous chunks, store",
+                                                        "da.from_array views", "da.from_array views, store")]
+        print(f"| {r['case']} | {m:.2f} | " + " | ".join(cells) + f" | {r['identical']} | {r['tasks']} |")
 
     ooc_gib = args.ooc_size ** 2 * 4 / 2 ** 30
     print(f"\n## Out of core: lazily generated float32 (1, 1, {args.ooc_size}, {args.ooc_size}) = {ooc_gib:.1f} GiB "
