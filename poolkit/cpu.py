@@ -364,67 +364,112 @@ def _global_sum_flat(x, out, divisor):
 
 # ---------------------------------------------------------------- NHWC kernels
 @njit(inline="always")
-def _sweep_max_cl(ring, slot, row, OW, SW, KW, DW, uC):
-    # ``_sweep_max`` on channel vectors: ring[slot, ow, :] = max over kw of row[ow*SW + kw*DW, :].
-    for ow in range(OW):
-        t0 = ow * SW
-        for c in range(uC):
-            ring[slot, ow, c] = row[t0, c]
-        for kw in range(1, KW):
-            t = t0 + kw * DW
-            for c in range(uC):
-                ring[slot, ow, c] = _vmax(row[t, c], ring[slot, ow, c])
-
-
-def _max_nhwc(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # The NCHW kernel's scheme on channel vectors: each input row (W, C) is copied
-    # into a padded row ``tmp`` and its window maxima along W go to a ring of the R
-    # rows one window spans (once per input row); an output row is the maximum of
-    # its KH ring rows in kh order. Every innermost loop runs over the contiguous
-    # channels with an unsigned index (a plain vector loop); ties keep the first
-    # maximum of PyTorch's scan order.
-    N, H, W, C = x.shape
-    OH, OW = out.shape[1], out.shape[2]
-    T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)
-    R = (KH - 1) * DH + 1
-    direct = PW == 0 and T == W
+def _sweep_max_cl(ring, slot, x, n, ih, W, OW, SW, PW, KW, DW, C):
+    # ``_sweep_max`` on channel vectors, on the flat input row ``x[n, ih]`` (W*C),
+    # indexed in place (a view per row would cost two atomic reference-count updates
+    # on ``x``, which the threads share):
+    # ring[slot, ow*C + c] = max over the window's columns iw = ow*SW - PW + kw*DW
+    # inside [0, W), in kw order. Windows entirely inside the row fuse up to three
+    # taps into one pass over the channels; the few at the edges (padding, ceil_mode
+    # overhang) visit their valid columns only: skipping a padding tap is the same
+    # as taking the max with the -inf it stands for.
     uC = np.uint64(C)
+    span = (KW - 1) * DW
+    for ow in range(OW):
+        ws = ow * SW - PW
+        o = np.uint64(ow * C)
+        if ws >= 0 and ws + span < W:
+            b = np.uint64(ws * C)
+            d1 = np.uint64(DW * C)
+            d2 = d1 + d1
+            if KW == 1:
+                for c in range(uC):
+                    ring[slot, o + c] = x[n, ih, b + c]
+            elif KW == 2:
+                for c in range(uC):
+                    ring[slot, o + c] = _vmax(x[n, ih, b + d1 + c], x[n, ih, b + c])
+            else:
+                for c in range(uC):
+                    ring[slot, o + c] = _vmax(x[n, ih, b + d2 + c], _vmax(x[n, ih, b + d1 + c], x[n, ih, b + c]))
+                for kw in range(3, KW):
+                    bk = b + np.uint64(kw * DW * C)
+                    for c in range(uC):
+                        ring[slot, o + c] = _vmax(x[n, ih, bk + c], ring[slot, o + c])
+        else:
+            first = True
+            for kw in range(KW):
+                iw = ws + kw * DW
+                if iw < 0 or iw >= W:
+                    continue
+                bk = np.uint64(iw * C)
+                if first:
+                    for c in range(uC):
+                        ring[slot, o + c] = x[n, ih, bk + c]
+                    first = False
+                else:
+                    for c in range(uC):
+                        ring[slot, o + c] = _vmax(x[n, ih, bk + c], ring[slot, o + c])
+
+
+@njit(inline="always")
+def _fold_rows_max(out, n, oh, ring, slots, nv, L):
+    # Vertical pass: out[n, oh, :L] = max of the ring rows slots[0..nv) in that order
+    # (first maximum kept); up to three rows fused into one pass.
+    uL = np.uint64(L)
+    a = slots[0]
+    if nv == 1:
+        for j in range(uL):
+            out[n, oh, j] = ring[a, j]
+    elif nv == 2:
+        b = slots[1]
+        for j in range(uL):
+            out[n, oh, j] = _vmax(ring[b, j], ring[a, j])
+    else:
+        b, c = slots[1], slots[2]
+        for j in range(uL):
+            out[n, oh, j] = _vmax(ring[c, j], _vmax(ring[b, j], ring[a, j]))
+        for k in range(3, nv):
+            r = slots[k]
+            for j in range(uL):
+                out[n, oh, j] = _vmax(ring[r, j], out[n, oh, j])
+
+
+def _max_nhwc(x, out, nchunks, C, SH, SW, PH, PW, DH, DW, KH, KW, init):
+    # The NCHW kernel's scheme on flat (W*C) rows: ``x`` is (N, H, W*C), ``out`` is
+    # (N, OH, OW*C). Each input row's window maxima along W (over channel vectors,
+    # ``_sweep_max_cl``) go to a ring of the R rows one window spans, once per input
+    # row; an output row is the maximum of its valid ring rows in kh order, as one
+    # long contiguous loop (``_fold_rows_max``). Ties keep the first maximum of
+    # PyTorch's scan order.
+    N, H, WC = x.shape
+    OH, OWC = out.shape[1], out.shape[2]
+    W = WC // C
+    OW = OWC // C
+    R = (KH - 1) * DH + 1
     for i in prange(nchunks):
-        tmp = np.empty((T, C), dtype=out.dtype)
-        tmp[:] = init  # the padding columns stay at init
-        ring = np.empty((R, OW, C), dtype=out.dtype)
+        ring = np.empty((R, OWC), dtype=out.dtype)
         held = np.empty(R, dtype=np.int64)  # the input row (n*H + ih) each slot holds
         held[:] = -1
+        slots = np.empty(KH, dtype=np.int64)
         q0, q1 = _chunk(i, nchunks, N * OH)
         for q in range(q0, q1):
             n = q // OH
             oh = q - n * OH
             hs = oh * SH - PH
-            first = True
+            nv = 0
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
                     continue
                 slot = ih % R
                 if held[slot] != n * H + ih:
-                    if direct:  # no padding, no overhang: sweep the input row itself
-                        _sweep_max_cl(ring, slot, x[n, ih], OW, SW, KW, DW, uC)
-                    else:
-                        for iw in range(W):
-                            for c in range(uC):
-                                tmp[PW + iw, c] = x[n, ih, iw, c]
-                        _sweep_max_cl(ring, slot, tmp, OW, SW, KW, DW, uC)
+                    _sweep_max_cl(ring, slot, x, n, ih, W, OW, SW, PW, KW, DW, C)
                     held[slot] = n * H + ih
-                if first:
-                    for ow in range(OW):
-                        for c in range(uC):
-                            out[n, oh, ow, c] = ring[slot, ow, c]
-                    first = False
-                else:
-                    for ow in range(OW):
-                        for c in range(uC):
-                            out[n, oh, ow, c] = _vmax(ring[slot, ow, c], out[n, oh, ow, c])
-            if first:  # no row inside the input: cannot happen for a valid geometry
+                slots[nv] = slot
+                nv += 1
+            if nv:
+                _fold_rows_max(out, n, oh, ring, slots, nv, OWC)
+            else:  # no row inside the input: cannot happen for a valid geometry
                 out[n, oh] = init
 
 
@@ -558,6 +603,12 @@ def _is_global(x, out, kernel, padding, dilation, channels_last):
             and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1))
 
 
+def _flat_rows(a):
+    """``a`` (N, H, W, C) as an (N, H, W*C) view, or None if that would need a copy."""
+    flat = a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+    return flat if np.may_share_memory(flat, a) else None
+
+
 def _nchunks(units, parallel):
     """How many pieces the parallel loop of a scratch-using kernel is cut into."""
     return max(1, min(units, 8 * get_num_threads())) if parallel else 1
@@ -582,7 +633,15 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
     elif _is_global(x, out, kernel, padding, dilation, channels_last):
         KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
     elif channels_last:
-        KERNELS[("max_nhwc", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+        # Flat (W*C) rows: views for C-contiguous arrays (and most others); an input
+        # whose W and C axes cannot be merged is copied, an output is written via a copy.
+        N, H, W, C = x.shape
+        flat = _flat_rows(out)
+        target = np.empty((N, out.shape[1], out.shape[2] * C), out.dtype) if flat is None else flat
+        KERNELS[("max_nhwc", par)](x.reshape(N, H, W * C), target,
+                                   _nchunks(out.shape[0] * out.shape[1], par), C, *args)
+        if flat is None:
+            out[...] = target.reshape(out.shape)
     else:
         KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
