@@ -99,28 +99,52 @@ def _vmax(v, a):
 
 
 @njit(inline="always")
-def _sweep_max(hrow, tmp, OW, SW, KW, DW):
-    # Horizontal pass: hrow[ow] = max over kw (in kw order, first maximum kept) of
-    # tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with the identity. The
-    # common stride-2 windows get loops with literal offsets, which LLVM turns into
-    # vector loads plus shuffles (~5x faster than one strided tap at a time).
+def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
+    # Horizontal pass: ring[slot, ow] = max over kw (in kw order, first maximum kept)
+    # of tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with the identity.
+    # The common stride-2 windows get loops with literal offsets, which LLVM turns
+    # into vector loads plus shuffles (~5x faster than one strided tap at a time).
+    # The ring row is indexed in place: a view per call would cost reference-count
+    # updates in the hot loop.
     if SW == 2 and DW == 1 and KW == 2:
         for ow in range(OW):
-            hrow[ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
+            ring[slot, ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
     elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
-            hrow[ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
+            ring[slot, ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
     else:
         for ow in range(OW):
-            hrow[ow] = tmp[ow * SW]
+            ring[slot, ow] = tmp[ow * SW]
         for kw in range(1, KW):
             off = kw * DW
             if SW == 1:
                 for ow in range(OW):
-                    hrow[ow] = _vmax(tmp[ow + off], hrow[ow])
+                    ring[slot, ow] = _vmax(tmp[ow + off], ring[slot, ow])
             else:
                 for ow in range(OW):
-                    hrow[ow] = _vmax(tmp[ow * SW + off], hrow[ow])
+                    ring[slot, ow] = _vmax(tmp[ow * SW + off], ring[slot, ow])
+
+
+@njit(inline="always")
+def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
+    # Vertical pass of the NCHW kernel: out[n, c, oh, :] = max of the ring rows
+    # slots[0..nv) in that order (first maximum kept); up to three rows per pass.
+    a = slots[0]
+    if nv == 1:
+        for ow in range(OW):
+            out[n, c, oh, ow] = ring[a, ow]
+    elif nv == 2:
+        b = slots[1]
+        for ow in range(OW):
+            out[n, c, oh, ow] = _vmax(ring[b, ow], ring[a, ow])
+    else:
+        b, d = slots[1], slots[2]
+        for ow in range(OW):
+            out[n, c, oh, ow] = _vmax(ring[d, ow], _vmax(ring[b, ow], ring[a, ow]))
+        for k in range(3, nv):
+            r = slots[k]
+            for ow in range(OW):
+                out[n, c, oh, ow] = _vmax(ring[r, ow], out[n, c, oh, ow])
 
 
 @njit(inline="always")
@@ -162,23 +186,24 @@ def _chunk(i, nchunks, total):
 
 
 def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # Separable, horizontal pass first: each input row's window maxima along W
-    # (``_sweep_max``) go to a ring of the R rows one window spans, computed once
-    # per input row however many windows read it; an output row is then the
-    # maximum of its KH ring rows, in kh order. Both passes keep the first maximum
-    # of their scan, so ties resolve exactly as PyTorch's row-by-row scan does
-    # (which matters for +0.0 vs -0.0).
+    # Separable, horizontal pass first: each input row is copied into a padded row
+    # ``tmp`` and its window maxima along W (``_sweep_max``) go to a ring of the R
+    # rows one window spans, once per input row however many windows read it; an
+    # output row is then the maximum of its valid ring rows, in kh order
+    # (``_fold_plane_rows_max``). Both passes keep the first maximum of their scan,
+    # so ties resolve exactly as PyTorch's row-by-row scan does (which matters for
+    # +0.0 vs -0.0).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + (KW - 1) * DW + 1)  # padded row length
     R = (KH - 1) * DH + 1
-    direct = PW == 0 and T == W
     uPW = np.uint64(PW)  # unsigned indices: no negative-index wraparound code
     for i in prange(nchunks):
         tmp = np.empty(T, dtype=out.dtype)
         tmp[:] = init  # the padding cells stay at init
         ring = np.empty((R, OW), dtype=out.dtype)
         held = np.empty(R, dtype=np.int64)  # the input row each ring slot holds
+        slots = np.empty(KH, dtype=np.int64)
         p0, p1 = _chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
@@ -186,28 +211,22 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
             held[:] = -1
             for oh in range(OH):
                 hs = oh * SH - PH
-                first = True
+                nv = 0
                 for kh in range(KH):
                     ih = hs + kh * DH
                     if ih < 0 or ih >= H:
                         continue
                     slot = ih % R
                     if held[slot] != ih:
-                        if direct:  # no padding, no overhang: sweep the input row itself
-                            _sweep_max(ring[slot], x[n, c, ih], OW, SW, KW, DW)
-                        else:
-                            for iw in range(np.uint64(W)):
-                                tmp[uPW + iw] = x[n, c, ih, iw]
-                            _sweep_max(ring[slot], tmp, OW, SW, KW, DW)
+                        for iw in range(np.uint64(W)):
+                            tmp[uPW + iw] = x[n, c, ih, iw]
+                        _sweep_max(ring, slot, tmp, OW, SW, KW, DW)
                         held[slot] = ih
-                    if first:
-                        for ow in range(OW):
-                            out[n, c, oh, ow] = ring[slot, ow]
-                        first = False
-                    else:
-                        for ow in range(OW):
-                            out[n, c, oh, ow] = _vmax(ring[slot, ow], out[n, c, oh, ow])
-                if first:  # no row inside the input: cannot happen for a valid geometry
+                    slots[nv] = slot
+                    nv += 1
+                if nv:
+                    _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW)
+                else:  # no row inside the input: cannot happen for a valid geometry
                     for ow in range(OW):
                         out[n, c, oh, ow] = init
 
