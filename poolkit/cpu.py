@@ -128,20 +128,16 @@ def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
 @njit(inline="always")
 def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
     # Vertical pass of the NCHW kernel: out[n, c, oh, :] = max of the ring rows
-    # slots[0..nv) in that order (first maximum kept); up to three rows per pass.
+    # slots[0..nv) in that order (first maximum kept); the first two in one pass.
     a = slots[0]
     if nv == 1:
         for ow in range(OW):
             out[n, c, oh, ow] = ring[a, ow]
-    elif nv == 2:
+    else:
         b = slots[1]
         for ow in range(OW):
             out[n, c, oh, ow] = _vmax(ring[b, ow], ring[a, ow])
-    else:
-        b, d = slots[1], slots[2]
-        for ow in range(OW):
-            out[n, c, oh, ow] = _vmax(ring[d, ow], _vmax(ring[b, ow], ring[a, ow]))
-        for k in range(3, nv):
+        for k in range(2, nv):
             r = slots[k]
             for ow in range(OW):
                 out[n, c, oh, ow] = _vmax(ring[r, ow], out[n, c, oh, ow])
