@@ -318,9 +318,9 @@ def _halo_task(first, grid, spec, *after):
     ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` is
     ``[strips, k]`` for the chunks above and to the left (all the strips that
     chunk cut, and which of them is this block's: one task per chunk carries
-    them, not one per strip), ``None`` where the own chunk goes. Overwrites those outputs in the array ``first`` allocated (no other
-    task reads it) and returns ``(out, indices)``. ``after``: keys that must be
-    computed first.
+    them, not one per strip), ``None`` where the own chunk goes. Overwrites
+    those outputs in the array ``first`` allocated (no other task reads it) and
+    returns ``(out, indices)``. ``after``: keys that must be computed first.
     """
     out, idx, _, top, left = first
     # each halo cell is [the strips a chunk cut, the index of this block's strip]
@@ -432,8 +432,9 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
 
     * ``{op}-chunk``: one :func:`_chunk_task` per input chunk; it depends on the
       chunk alone (so Dask fuses it with the chunk's own task);
-    * ``{op}-halo``: the strips later blocks read (an item of a chunk task's result)
-      and one :func:`_halo_task` per block whose first rows/columns need them;
+    * ``{op}-halo``: the strips later blocks read (an item of a chunk task's result,
+      one per chunk, passed whole to each reader) and one :func:`_halo_task` per
+      block whose first rows/columns need them;
     * the output arrays: items of the block's last task.
     """
     axes = _spatial_axes(cl)
