@@ -429,21 +429,17 @@ def _sweep_max_cl(ring, slot, x, n, ih, W, OW, SW, PW, KW, DW, C):
 @njit(inline="always")
 def _fold_rows_max(out, n, oh, ring, slots, nv, L):
     # Vertical pass: out[n, oh, :L] = max of the ring rows slots[0..nv) in that order
-    # (first maximum kept); up to three rows fused into one pass.
+    # (first maximum kept); the first two rows in one pass.
     uL = np.uint64(L)
     a = slots[0]
     if nv == 1:
         for j in range(uL):
             out[n, oh, j] = ring[a, j]
-    elif nv == 2:
+    else:
         b = slots[1]
         for j in range(uL):
             out[n, oh, j] = _vmax(ring[b, j], ring[a, j])
-    else:
-        b, c = slots[1], slots[2]
-        for j in range(uL):
-            out[n, oh, j] = _vmax(ring[c, j], _vmax(ring[b, j], ring[a, j]))
-        for k in range(3, nv):
+        for k in range(2, nv):
             r = slots[k]
             for j in range(uL):
                 out[n, oh, j] = _vmax(ring[r, j], out[n, oh, j])
@@ -453,8 +449,8 @@ def _max_nhwc(x, out, nchunks, C, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # The NCHW kernel's scheme on flat (W*C) rows: ``x`` is (N, H, W*C), ``out`` is
     # (N, OH, OW*C). Each input row's window maxima along W (over channel vectors,
     # ``_sweep_max_cl``) go to a ring of the R rows one window spans, once per input
-    # row; an output row is the maximum of its valid ring rows in kh order, as one
-    # long contiguous loop (``_fold_rows_max``). Ties keep the first maximum of
+    # row; an output row is the maximum of its valid ring rows in kh order, as
+    # long contiguous loops (``_fold_rows_max``). Ties keep the first maximum of
     # PyTorch's scan order.
     N, H, WC = x.shape
     OH, OWC = out.shape[1], out.shape[2]
