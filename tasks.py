@@ -46,20 +46,31 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(want)
 
 
+def _workers(dist: str) -> list[str]:
+    """pytest-xdist options. Most of the suite's time is Numba compiling kernels, on
+    one core per compile, so the tests run in several processes: one per core, at
+    most 4 (2 on CI's 2 cores). POOLKIT_TEST_WORKERS=1 runs them in one process."""
+    n = int(os.environ.get("POOLKIT_TEST_WORKERS", min(4, os.cpu_count() or 1)))
+    return ["-n", str(n), "--dist", dist] if n > 1 else []
+
+
 def test(args) -> int:
     ensure_env("test")
     env = dict(os.environ)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     # 1. Unit and property tests on the CPU, PTX compilation of every CUDA kernel.
-    rc1 = run([PY, "-m", "pytest", "tests", "-m", "not (cudasim or gpu)", "--durations=15", *args], env=env)
+    #    Whole files per worker (loadfile): the tests of a file share compiled kernels.
+    rc1 = run([PY, "-m", "pytest", "tests", "-m", "not (cudasim or gpu)", *_workers("loadfile"),
+               "--durations=15", *args], env=env)
     # 2. GPU tests and every notebook under Numba's CUDA simulator (it must be set
     #    before numba is imported, hence a second process). On a machine with a GPU,
-    #    POOLKIT_REAL_GPU=1 runs them on the device instead.
+    #    POOLKIT_REAL_GPU=1 runs them on the device instead. A notebook's cells run in
+    #    order on one worker (loadscope), as nbval needs.
     if env.get("POOLKIT_REAL_GPU") != "1":
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     rc2 = run([PY, "-m", "pytest", "tests", "-m", "cudasim or gpu or notebook", "notebooks", "--nbval",
                "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
-               "-p", "no:cacheprovider", "--durations=15", *args], env=env)
+               "-p", "no:cacheprovider", *_workers("loadscope"), "--durations=15", *args], env=env)
     return rc1 or rc2
 
 
