@@ -9,8 +9,14 @@ in NCHW and NHWC, side by side with two references measured in the same run:
 * PyTorch CPU pooling in the same layout (``channels_last`` memory format for
   NHWC), when torch is importable.
 
-Each time is the median of ``--repeat`` runs after one warm-up call (which also
-compiles). The machine is shared and noisy: compare ratios within one run.
+The four contenders of a case are timed in interleaved rounds: each round runs
+every contender for a short block of calls (after one untimed call that absorbs
+the switch: compiling on first use, or the other library's thread pool still
+spinning), and a time is the median of all of a contender's calls. Load from
+other tenants of a shared machine comes and goes over seconds, so interleaving
+lets each contender see the same mix of quiet and busy moments, and the ratios
+of one run compare like with like. ``--repeat`` is the number of timed calls
+per contender (default 15, in rounds of 3).
 
 Examples
 --------
@@ -40,37 +46,62 @@ CASES = [
 ]
 
 
-def _median_ms(fn, repeat):
-    fn()  # warm-up (compiles on first use)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+#: Timed calls per contender in each round of :func:`_interleaved_ms`.
+BLOCK = 3
+
+
+def _interleaved_ms(fns, repeat):
+    """Median time (ms) of each of ``fns`` (a dict name -> callable), timed in rounds.
+
+    Each round calls every function once untimed, then ``BLOCK`` times timed, so
+    slow drifts in the machine's load hit every contender alike.
+    """
+    times = {name: [] for name in fns}
+    for _ in range(max(1, -(-repeat // BLOCK))):
+        for name, fn in fns.items():
+            fn()
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
 
 
 def _progress(msg):
     print(f"  ... {msg}", file=sys.stderr, flush=True)
 
 
-def run(threads=2, repeat=10, scale=1.0, layouts=("NCHW", "NHWC"), cases=None, use_torch=True):
-    """Run the suite; return a list of result dicts (times in ms)."""
+def run(threads=2, repeat=15, scale=1.0, layouts=("NCHW", "NHWC"), cases=None, use_torch=True):
+    """Run the suite; return a list of result dicts (times in ms).
+
+    Numba and torch run with ``threads`` threads meanwhile; both thread counts
+    are restored afterwards.
+    """
     import numba
 
-    from poolkit import cpu
-
-    numba.set_num_threads(threads)
     torch = None
     if use_torch:
         try:
             import torch
-            torch.set_num_threads(threads)
         except ImportError:
             torch = None
+    saved = numba.get_num_threads(), torch.get_num_threads() if torch is not None else None
+    numba.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run(torch, repeat, scale, layouts, CASES if cases is None else cases)
+    finally:
+        numba.set_num_threads(saved[0])
+        if torch is not None:
+            torch.set_num_threads(saved[1])
+
+
+def _run(torch, repeat, scale, layouts, cases):
+    from poolkit import cpu
+
     rng = np.random.default_rng(0)
     rows = []
-    cases = CASES if cases is None else cases
     total = len(cases) * len(layouts)
     for label, op, shape, kw, large in cases:
         n = max(1, int(round(shape[0] * scale)))
@@ -81,20 +112,26 @@ def run(threads=2, repeat=10, scale=1.0, layouts=("NCHW", "NHWC"), cases=None, u
             x = base if layout == "NCHW" else np.ascontiguousarray(base.transpose(0, 2, 3, 1))
             f = cpu.max_pool2d if op == "max" else cpu.avg_pool2d
             row = dict(case=label, layout=layout, shape=shape, large=large)
-            row["serial"] = _median_ms(lambda: f(x, layout=layout, parallel=False, **kw), repeat)
-            row["parallel"] = _median_ms(lambda: f(x, layout=layout, parallel=True, **kw), repeat)
-            row["copy"] = _median_ms(lambda: x.copy(), repeat)
+            fns = dict(serial=lambda: f(x, layout=layout, parallel=False, **kw),
+                       parallel=lambda: f(x, layout=layout, parallel=True, **kw),
+                       copy=lambda: x.copy())
             if torch is not None:
                 t = torch.from_numpy(base)
                 if layout == "NHWC":
                     t = t.contiguous(memory_format=torch.channels_last)
                 tf = torch.nn.functional.max_pool2d if op == "max" else torch.nn.functional.avg_pool2d
-                with torch.no_grad():
-                    row["torch"] = _median_ms(lambda: tf(t, **kw), repeat)
-                    ref = tf(t, **kw)
-                    ref = ref.permute(0, 2, 3, 1) if layout == "NHWC" else ref
+
+                def torch_call(tf=tf, t=t):
+                    with torch.no_grad():
+                        return tf(t, **kw)
+                fns["torch"] = torch_call
+            row.update(_interleaved_ms(fns, repeat))
+            if torch is not None:
+                ref = torch_call()
+                ref = (ref.permute(0, 2, 3, 1) if layout == "NHWC" else ref).numpy()
                 out = f(x, layout=layout, **kw)
-                row["matches_torch"] = bool(np.allclose(out, ref.numpy(), rtol=1e-6, atol=1e-6))
+                row["matches_torch"] = ("bitwise" if np.array_equal(out.view(np.uint32), ref.view(np.uint32))
+                                        else "close" if np.allclose(out, ref, rtol=1e-6, atol=1e-6) else "NO")
             rows.append(row)
     return rows
 
@@ -144,12 +181,12 @@ def format_table(rows, threads):
         cells = [r["case"], r["layout"], "x".join(map(str, r["shape"])), f"{r['serial']:.2f}",
                  f"{r['parallel']:.2f}", f"{r['copy']:.2f}", f"{r['parallel'] / r['copy']:.2f}"]
         if has_torch:
-            cells += [f"{r['torch']:.2f}", f"{r['torch'] / r['parallel']:.2f}x",
-                      "yes" if r["matches_torch"] else "NO"]
+            cells += [f"{r['torch']:.2f}", f"{r['torch'] / r['parallel']:.2f}x", r["matches_torch"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"float32, {threads} threads (numba and torch), median of repeats; "
-                 f"par/copy = poolkit parallel time / NumPy copy-of-input time.")
+    lines.append(f"float32, {threads} threads (numba and torch), medians of calls timed in interleaved "
+                 f"rounds; par/copy = poolkit parallel time / NumPy copy-of-input time; same values: "
+                 f"poolkit's output against PyTorch's, bit for bit or within 1e-6.")
     if has_torch:
         for layout in ("NCHW", "NHWC"):
             sp = [r["torch"] / r["parallel"] for r in rows if r["layout"] == layout]
@@ -166,7 +203,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m poolkit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--gpu", action="store_true", help="run the CUDA benchmark instead (poolkit.bench_gpu)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=15, help="timed calls per contender and case")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every batch size (default 1)")
     p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
