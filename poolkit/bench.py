@@ -23,6 +23,7 @@ Examples
     python -m poolkit.bench                 # full suite at 2 threads
     python -m poolkit.bench --threads 4 --repeat 15 --out benchmarks/cpu.md
     python -m poolkit.bench --scale 0.25    # smaller batch, for a quick look
+    python -m poolkit.bench --indices       # also max pooling with return_indices=True
 """
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ CASES = [
     ("avg 3x3 s1 p1 nopad", "avg", (8, 192, 28, 28),
      dict(kernel_size=3, stride=1, padding=1, count_include_pad=False), False),
     ("avg 7x7", "avg", (32, 2048, 7, 7), dict(kernel_size=7), False),
+]
+
+#: Extra cases for ``--indices`` (max pooling with ``return_indices=True``, what
+#: max_unpool and the backward pass need); reported, not part of the summary lines.
+INDEX_CASES = [
+    ("max 3x3 s2 p1 +indices", "max", (8, 64, 112, 112),
+     dict(kernel_size=3, stride=2, padding=1, return_indices=True), False),
 ]
 
 
@@ -73,6 +81,10 @@ def _progress(msg):
 
 def run(threads=2, repeat=15, scale=1.0, layouts=("NCHW", "NHWC"), cases=None, use_torch=True):
     """Run the suite; return a list of result dicts (times in ms).
+
+    ``cases`` is a list in the format of :data:`CASES` (default: CASES); rows of
+    cases with ``return_indices=True`` are marked ``extra`` and left out of the
+    summary lines of :func:`format_table`.
 
     Numba and torch run with ``threads`` threads meanwhile; both thread counts
     are restored afterwards.
@@ -111,7 +123,8 @@ def _run(torch, repeat, scale, layouts, cases):
             _progress(f"[{len(rows) + 1}/{total}] {label} {layout} {shape}")
             x = base if layout == "NCHW" else np.ascontiguousarray(base.transpose(0, 2, 3, 1))
             f = cpu.max_pool2d if op == "max" else cpu.avg_pool2d
-            row = dict(case=label, layout=layout, shape=shape, large=large)
+            row = dict(case=label, layout=layout, shape=shape, large=large,
+                       extra=bool(kw.get("return_indices")))
             fns = dict(serial=lambda: f(x, layout=layout, parallel=False, **kw),
                        parallel=lambda: f(x, layout=layout, parallel=True, **kw),
                        copy=lambda: x.copy())
@@ -127,13 +140,20 @@ def _run(torch, repeat, scale, layouts, cases):
                 fns["torch"] = torch_call
             row.update(_interleaved_ms(fns, repeat))
             if torch is not None:
-                ref = torch_call()
-                ref = (ref.permute(0, 2, 3, 1) if layout == "NHWC" else ref).numpy()
-                out = f(x, layout=layout, **kw)
-                row["matches_torch"] = ("bitwise" if np.array_equal(out.view(np.uint32), ref.view(np.uint32))
-                                        else "close" if np.allclose(out, ref, rtol=1e-6, atol=1e-6) else "NO")
+                row["matches_torch"] = _compare(f(x, layout=layout, **kw), torch_call(), layout)
             rows.append(row)
     return rows
+
+
+def _compare(out, ref, layout):
+    """'bitwise', 'close' (1e-6) or 'NO': poolkit's output against torch's (and the indices)."""
+    outs, refs = (out, ref) if isinstance(out, tuple) else ((out,), (ref,))
+    refs = [(r.permute(0, 2, 3, 1) if layout == "NHWC" else r).numpy() for r in refs]
+    if all(np.array_equal(o.view(np.uint8), r.view(np.uint8)) for o, r in zip(outs, refs)):
+        return "bitwise"
+    if np.allclose(outs[0], refs[0], rtol=1e-6, atol=1e-6) and all(map(np.array_equal, outs[1:], refs[1:])):
+        return "close"
+    return "NO"
 
 
 _FIRST_CALL = """
@@ -189,11 +209,11 @@ def format_table(rows, threads):
                  f"poolkit's output against PyTorch's, bit for bit or within 1e-6.")
     if has_torch:
         for layout in ("NCHW", "NHWC"):
-            sp = [r["torch"] / r["parallel"] for r in rows if r["layout"] == layout]
+            sp = [r["torch"] / r["parallel"] for r in rows if r["layout"] == layout and not r["extra"]]
             if sp:
                 gm = math.exp(sum(map(math.log, sp)) / len(sp))
                 lines.append(f"{layout}: speed-up vs torch min {min(sp):.2f}x, geometric mean {gm:.2f}x")
-    large = [r["parallel"] / r["copy"] for r in rows if r["large"]]
+    large = [r["parallel"] / r["copy"] for r in rows if r["large"] and not r["extra"]]
     if large:
         lines.append(f"large cases: poolkit/copy worst {max(large):.2f} (<= 1.0 means at the copy roofline)")
     return "\n".join(lines)
@@ -207,6 +227,8 @@ def main(argv=None):
     p.add_argument("--scale", type=float, default=1.0, help="multiply every batch size (default 1)")
     p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--indices", action="store_true",
+                   help="also time max pooling with return_indices=True (outside the summary lines)")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--first-call", action="store_true",
                    help="only measure import and first-call latency in fresh processes")
@@ -224,7 +246,8 @@ def main(argv=None):
     layouts = ("NCHW", "NHWC") if args.layout == "both" else (args.layout,)
     print(f"poolkit CPU benchmark -- {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, {datetime.date.today()}", flush=True)
-    rows = run(args.threads, args.repeat, args.scale, layouts, use_torch=not args.no_torch)
+    rows = run(args.threads, args.repeat, args.scale, layouts, CASES + INDEX_CASES if args.indices else CASES,
+               use_torch=not args.no_torch)
     table = format_table(rows, args.threads)
     print(table)
     if args.out:

@@ -30,8 +30,9 @@ everything else in L1. How these kernels get there:
   uses non-separable kernels that visit taps row by row.
 * ``max`` is ``np.maximum(m, v)``: ties keep the first maximum, NaN
   propagates. (The equivalent ``v if v > m or v != v else m`` compiles to
-  masked stores, microcoded and 5x slower on AMD Zen.) The index kernels use
-  ``v > m or v != v``, so the index names the last NaN, exactly as PyTorch.
+  masked stores, microcoded and 5x slower on AMD Zen.) The index kernels move
+  the index where ``v > m or v != v`` with a bit-mask select, not a branch, so
+  the index names the last NaN, exactly as PyTorch.
 * Innermost loops index with unsigned integers: Numba's wraparound code for
   negative signed indices keeps LLVM from vectorising them.
 * ``avg`` sums in the input dtype, in PyTorch's scan order (row by row, from
@@ -96,6 +97,20 @@ def _vmax(v, a):
     # into a *masked store* (``vmaskmovps``), which is microcoded on AMD Zen and
     # made these loops 5x slower there.
     return np.maximum(a, v)
+
+
+@njit(inline="always")
+def _take_max(v, a, g, flat):
+    # One scan step of max with indices: candidate ``v`` at flat index ``flat``
+    # against the running (value ``a``, index ``g``); ``g < 0`` means no cell seen
+    # yet (needed for integer inputs equal to the identity). ``v`` wins if larger
+    # or NaN, so ties keep the first maximum and the index names the last NaN, as
+    # PyTorch's kernels. The new value is ``np.maximum(a, v)`` (equal to ``v``
+    # whenever ``v`` wins, ``a`` starting at the identity) and the index a bit
+    # mask select: written as ``v if wins else a`` LLVM turns the update into a
+    # masked store, microcoded on AMD Zen (the NHWC kernel ran 2x slower).
+    m = -np.int64((v > a) | (v != v) | (g < 0))
+    return np.maximum(a, v), (flat & m) | (g & ~m)
 
 
 @njit(inline="always")
@@ -269,10 +284,12 @@ def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
 
 
 def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
-    # Indices need PyTorch's scan order (row by row, first max wins), so this kernel
-    # is not separable: it sweeps each window tap over the whole output row.
+    # Indices need PyTorch's scan order (row by row, first max wins, last NaN wins),
+    # so this kernel is not separable: it sweeps each window tap over the whole
+    # output row. The update is written without a conditional store (see _take_max).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
+    uSW = np.uint64(SW)
     for i in prange(nchunks):
         acc = np.empty(OW, dtype=out.dtype)
         arg = np.empty(OW, dtype=np.int64)
@@ -288,7 +305,6 @@ def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                     ih = hs + kh * DH
                     if ih < 0 or ih >= H:
                         continue
-                    xr = x[n, c, ih]
                     for kw in range(KW):
                         off = kw * DW - PW
                         # ow range with 0 <= ow*SW + off < W
@@ -296,16 +312,15 @@ def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                         hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
                         if hi > OW:
                             hi = OW
-                        for ow in range(lo, hi):
-                            iw = ow * SW + off
-                            v = xr[iw]
-                            a = acc[ow]
-                            # arg < 0: first cell seen (integer inputs equal to init)
-                            if (v > a) | (v != v) | (arg[ow] < 0):
-                                acc[ow] = v
-                                arg[ow] = ih * W + iw
-                out[n, c, oh, :] = acc
-                idx[n, c, oh, :] = arg
+                        base = ih * W + off
+                        for ow in range(np.uint64(lo), np.uint64(hi)):
+                            # unsigned: ow*SW + off wraps back to the (>= 0) column
+                            iw = ow * uSW + np.uint64(off)
+                            acc[ow], arg[ow] = _take_max(x[n, c, ih, iw], acc[ow], arg[ow],
+                                                         base + np.int64(ow) * SW)
+                for ow in range(OW):  # (a row view here would cost refcount atomics)
+                    out[n, c, oh, ow] = acc[ow]
+                    idx[n, c, oh, ow] = arg[ow]
 
 
 def _global_max_flat(x, out, init):
@@ -617,16 +632,16 @@ def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
 def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
+    uC = np.uint64(C)
     for q in prange(N * OH):
         n = q // OH
         oh = q - n * OH
         hs = oh * SH - PH
         for ow in range(OW):
             ws = ow * SW - PW
-            o = out[n, oh, ow]
-            a = idx[n, oh, ow]
-            o[:] = init
-            a[:] = -1
+            for c in range(uC):
+                out[n, oh, ow, c] = init
+                idx[n, oh, ow, c] = -1
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
@@ -635,13 +650,10 @@ def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
                     iw = ws + kw * DW
                     if iw < 0 or iw >= W:
                         continue
-                    xr = x[n, ih, iw]
                     flat = ih * W + iw
-                    for c in range(C):
-                        v = xr[c]
-                        if (v > o[c]) | (v != v) | (a[c] < 0):
-                            o[c] = v
-                            a[c] = flat
+                    for c in range(uC):
+                        out[n, oh, ow, c], idx[n, oh, ow, c] = _take_max(
+                            x[n, ih, iw, c], out[n, oh, ow, c], idx[n, oh, ow, c], flat)
 
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel; the notebooks inspect these.

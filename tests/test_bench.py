@@ -5,7 +5,8 @@ import pytest
 from poolkit import bench
 
 TINY = [("max 3x3 s2 p1", "max", (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1), True),
-        ("avg 7x7", "avg", (2, 5, 7, 7), dict(kernel_size=7), False)]
+        ("avg 7x7", "avg", (2, 5, 7, 7), dict(kernel_size=7), False),
+        ("max +indices", "max", (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, return_indices=True), False)]
 
 
 def test_interleaved_rounds_time_every_contender_alike():
@@ -34,4 +35,5 @@ def test_run_and_table(use_torch):
     table = bench.format_table(rows, threads=1)
     assert table.count("\n| ") == len(rows)
     assert "large cases: poolkit/copy worst" in table
+    assert [r["extra"] for r in rows] == [False] * 4 + [True] * 2  # index cases stay out of the summary
     assert ("speed-up vs torch min" in table) == use_torch
