@@ -28,11 +28,11 @@ everything else in L1. How these kernels get there:
   per pass over the channel vector, so running sums stay in registers.
 * **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
   uses non-separable kernels that visit taps row by row.
-* ``max`` is ``np.maximum(m, v)``: ties keep the first maximum, NaN
-  propagates. (The equivalent ``v if v > m or v != v else m`` compiles to
-  masked stores, microcoded and 5x slower on AMD Zen.) The index kernels move
-  the index where ``v > m or v != v`` with a bit-mask select, not a branch, so
-  the index names the last NaN, exactly as PyTorch.
+* A max step is PyTorch's ``v wins if v > m or v != v``: ties keep the first
+  maximum, the last NaN is kept (value bits and index), exactly as PyTorch. It
+  is written as nested LLVM ``select`` instructions (see ``_vmax``): the plain
+  ``v if ... else m`` compiles to masked stores, microcoded and 2-5x slower on
+  AMD Zen.
 * Innermost loops index with unsigned integers: Numba's wraparound code for
   negative signed indices keeps LLVM from vectorising them.
 * ``avg`` sums in the input dtype, in PyTorch's scan order (row by row, from
@@ -51,6 +51,8 @@ import types
 
 import numpy as np
 from numba import get_num_threads, njit, prange
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 from . import geometry as G
 
@@ -87,30 +89,47 @@ PARALLEL_MIN_SIZE = 1 << 15
 # overhang. Max values are exactly the same in any order; sums are added column
 # by column (sum over kw of the sum over kh), see ``avg_pool2d``'s notes.
 
+@intrinsic
+def _select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` instruction, never a branch."""
+    if not (isinstance(cond, nbtypes.Boolean) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+    return a(cond, a, b), codegen
+
+
 @njit(inline="always")
 def _vmax(v, a):
-    # NaN-aware max of a candidate ``v`` and an accumulator ``a``: ``v`` wins if it
-    # is larger or NaN, ties keep ``a`` (the first maximum), a NaN accumulator is
-    # kept. ``np.maximum(a, v)`` is exactly that (``a >= v ? a : v``, NaN from
-    # either side) and compiles to compare-and-blend. The equivalent
-    # ``v if v > a or v != v else a`` lets LLVM turn ``t[i] = _vmax(x[i], t[i])``
-    # into a *masked store* (``vmaskmovps``), which is microcoded on AMD Zen and
-    # made these loops 5x slower there.
-    return np.maximum(a, v)
+    # One scan step of a NaN-aware max: candidate ``v`` (later in scan order)
+    # against the running maximum ``a``. ``v`` wins if it is larger or NaN, as in
+    # PyTorch's kernels: ties keep the first maximum (+0.0 before -0.0 stays +0.0)
+    # and of several NaNs the last one is kept, bit for bit. Combining partial
+    # results this way (earlier on the left) gives the same answer in any
+    # grouping, which is what lets the kernels below sweep rows first.
+    #
+    # How it is written matters. Python's ``v if v > a or v != v else a`` is
+    # lowered to branches; a single ``select(wins, v, a)`` is no better: in a loop
+    # ``t[i] = _vmax(x[i], t[i])`` LLVM turns a store of a select between a new
+    # value and the value loaded from the same place into a *masked store*
+    # (``vmaskmovps``), microcoded on AMD Zen, which made these loops 2-5x
+    # slower. Nested selects (NaN case, ordered case; the shape of NumPy's own
+    # ``maximum``) store a blend of blends, which stays a plain store. Integers:
+    # the NaN tests fold away and LLVM emits ``vpmaxs*``.
+    return _select((a != a) | (v != v), _select(v != v, v, a), _select(a >= v, a, v))
 
 
 @njit(inline="always")
 def _take_max(v, a, g, flat):
-    # One scan step of max with indices: candidate ``v`` at flat index ``flat``
-    # against the running (value ``a``, index ``g``); ``g < 0`` means no cell seen
-    # yet (needed for integer inputs equal to the identity). ``v`` wins if larger
-    # or NaN, so ties keep the first maximum and the index names the last NaN, as
-    # PyTorch's kernels. The new value is ``np.maximum(a, v)`` (equal to ``v``
-    # whenever ``v`` wins, ``a`` starting at the identity) and the index a bit
-    # mask select: written as ``v if wins else a`` LLVM turns the update into a
-    # masked store, microcoded on AMD Zen (the NHWC kernel ran 2x slower).
+    # ``_vmax`` with the index: the running (value ``a``, index ``g``) takes the
+    # candidate ``v`` and its flat index ``flat`` where ``v`` wins, so the index
+    # names the first maximum or the last NaN, as PyTorch's. ``g < 0``: no cell
+    # seen yet (needed for integer inputs equal to the identity; ``_vmax`` gives
+    # ``v`` then, since ``a`` is still the identity). The index is a bit-mask
+    # select, for the same masked-store reason as in ``_vmax``.
     m = -np.int64((v > a) | (v != v) | (g < 0))
-    return np.maximum(a, v), (flat & m) | (g & ~m)
+    return _vmax(v, a), (flat & m) | (g & ~m)
 
 
 @njit(inline="always")

@@ -163,6 +163,35 @@ def test_avg_signed_zeros_sum_from_positive_zero(problem):
         np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
+def _mixed_nans(x):
+    """Overwrite float ``x`` in place with -1, 2 and NaNs of three bit patterns (quiet +NaN,
+    the sign-bit NaN that x86 produces for inf - inf, and one with a payload)."""
+    if x.size:
+        bits = np.uint64 if x.dtype == np.float64 else np.uint32
+        nans = np.array([np.nan, -np.nan, np.nan], x.dtype)
+        nans.view(bits)[1] |= bits(1) << bits(8 * x.itemsize - 1)  # sign bit
+        nans.view(bits)[2] |= bits(5)                              # payload
+        code = np.nan_to_num(x).astype(np.int64) % 5
+        x[...] = np.where(code < 2, np.where(code == 0, -1.0, 2.0), nans[np.clip(code - 2, 0, 2)])
+    return x
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool2d_problem(op="max", dtypes=("float32", "float64"), allow_nan=False))
+def test_max_keeps_the_last_nan_bit_for_bit(problem):
+    """Of several NaNs in a window, the value is the last one in scan order, bits
+    included, and the index names it (PyTorch's ``v > max or isnan(v)``)."""
+    x, kw, layout = problem
+    x = _mixed_nans(x)
+    want, want_idx = reference.max_pool2d(x, return_indices=True, layout=layout, **kw)
+    for parallel in (False, True):
+        got = cpu.max_pool2d(x, layout=layout, parallel=parallel, **kw)
+        got2, idx = cpu.max_pool2d(x, return_indices=True, layout=layout, parallel=parallel, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+        np.testing.assert_array_equal(_bits(got2), _bits(want))
+        np.testing.assert_array_equal(idx, want_idx)
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_signed_zero_ties_on_large_inputs(layout):
     """The parallel kernels (inputs above PARALLEL_MIN_SIZE), global windows included."""
@@ -175,3 +204,12 @@ def test_signed_zero_ties_on_large_inputs(layout):
                dict(kernel_size=(40, 36)), dict(kernel_size=3, stride=1, dilation=2)):
         got = cpu.max_pool2d(x, layout=layout, **kw)
         np.testing.assert_array_equal(_bits(got), _bits(reference.max_pool2d(x, layout=layout, **kw)))
+    # and the last of several NaNs, with the parallel kernels too
+    x = _mixed_nans(rng.integers(0, 5, size=x.shape).astype(np.float32))
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=x.shape[1:3] if layout == "NHWC"
+                                                               else x.shape[2:])):
+        want, want_idx = reference.max_pool2d(x, layout=layout, return_indices=True, **kw)
+        np.testing.assert_array_equal(_bits(cpu.max_pool2d(x, layout=layout, **kw)), _bits(want))
+        got, idx = cpu.max_pool2d(x, layout=layout, return_indices=True, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+        np.testing.assert_array_equal(idx, want_idx)
