@@ -50,8 +50,11 @@ def _workers(dist: str) -> list[str]:
     """pytest-xdist options. Most of the suite's time is Numba compiling kernels, on
     one core per compile, so the tests run in several processes: one per core, at
     most 4 (2 on CI's 2 cores). POOLKIT_TEST_WORKERS=1 runs them in one process."""
-    n = int(os.environ.get("POOLKIT_TEST_WORKERS", min(4, os.cpu_count() or 1)))
-    return ["-n", str(n), "--dist", dist] if n > 1 else []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = os.environ.get("POOLKIT_TEST_WORKERS", str(min(4, cores)))
+    if not n.isdigit():
+        sys.exit(f"POOLKIT_TEST_WORKERS must be a whole number of worker processes, got {n!r}")
+    return ["-n", n, "--dist", dist] if int(n) > 1 else []
 
 
 def test(args) -> int:

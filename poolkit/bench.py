@@ -209,11 +209,11 @@ def format_table(rows, threads):
                  f"poolkit's output against PyTorch's, bit for bit or within 1e-6.")
     if has_torch:
         for layout in ("NCHW", "NHWC"):
-            sp = [r["torch"] / r["parallel"] for r in rows if r["layout"] == layout and not r["extra"]]
+            sp = [r["torch"] / r["parallel"] for r in rows if r["layout"] == layout and not r.get("extra")]
             if sp:
                 gm = math.exp(sum(map(math.log, sp)) / len(sp))
                 lines.append(f"{layout}: speed-up vs torch min {min(sp):.2f}x, geometric mean {gm:.2f}x")
-    large = [r["parallel"] / r["copy"] for r in rows if r["large"] and not r["extra"]]
+    large = [r["parallel"] / r["copy"] for r in rows if r["large"] and not r.get("extra")]
     if large:
         lines.append(f"large cases: poolkit/copy worst {max(large):.2f} (<= 1.0 means at the copy roofline)")
     return "\n".join(lines)
@@ -223,7 +223,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m poolkit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--gpu", action="store_true", help="run the CUDA benchmark instead (poolkit.bench_gpu)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=15, help="timed calls per contender and case")
+    p.add_argument("--repeat", type=int, default=15,
+                   help=f"timed calls per contender and case (rounded up to a multiple of {BLOCK})")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every batch size (default 1)")
     p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
