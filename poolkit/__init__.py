@@ -26,22 +26,7 @@ from .functional import (
     max_unpool3d_backward,
 )
 from .explain import explain, plot_windows
+from .geometry import OPS
 
 __version__ = "0.1.0"
-__all__ = [
-    "max_pool2d", "avg_pool2d",
-    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "global_max_pool2d", "global_avg_pool2d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
-    "max_unpool1d", "max_unpool2d", "max_unpool3d",
-    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
-    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
-    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
-    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
-    "global_max_pool2d_backward", "global_avg_pool2d_backward",
-    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
-    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
-    "explain", "plot_windows",
-]
+__all__ = [*OPS, "explain", "plot_windows"]

@@ -19,7 +19,7 @@ is about ``chunk / stride`` long. Its input slice is that chunk plus a **halo**:
 the ``d*(k-1) + 1 - s`` cells (if positive) that its first windows read from the
 chunk before, clipped to the array. :func:`block_plan` lists these ranges.
 
-The graph has one task per input chunk (:func:`_chunk_task`). It depends on
+The graph has one task per input chunk (:func:`chunk_task`). It depends on
 the chunk alone -- so Dask fuses it with the task that makes or reads the chunk,
 and the chunk lives only inside that one task -- and it
 
@@ -82,7 +82,7 @@ from dask.highlevelgraph import HighLevelGraph
 from . import cpu
 from . import geometry as G
 
-__all__ = ["max_pool2d", "avg_pool2d", "block_plan", "BlockRange"]
+__all__ = ["max_pool2d", "avg_pool2d", "block_plan", "BlockRange", "axis_plan", "chunk_task"]
 
 
 class BlockRange(NamedTuple):
@@ -99,7 +99,7 @@ class BlockRange(NamedTuple):
     in_stop: int
 
 
-def _axis_plan(chunks, L, k, s, p, d, out_len) -> tuple[BlockRange, ...]:
+def axis_plan(chunks, L, k, s, p, d, out_len) -> tuple[BlockRange, ...]:
     """Cut one spatial axis into output blocks: one per input chunk that holds window ends."""
     eff = d * (k - 1) + 1
     bounds = np.cumsum((0,) + tuple(int(c) for c in chunks))
@@ -181,7 +181,7 @@ def block_plan(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 def _plan(x, g, channels_last):
     axes = _spatial_axes(channels_last)
     return tuple(
-        _axis_plan(x.chunks[ax], g.in_size[i], g.kernel[i], g.stride[i], g.padding[i],
+        axis_plan(x.chunks[ax], g.in_size[i], g.kernel[i], g.stride[i], g.padding[i],
                    g.dilation[i], g.out_size[i])
         for i, ax in enumerate(axes)
     )
@@ -240,7 +240,7 @@ def _span(block, lo, hi, s, p, eff):
 
 
 class _Layout(NamedTuple):
-    """Where a block's halo regions are: see :func:`_chunk_task`."""
+    """Where a block's halo regions are: see :func:`chunk_task`."""
 
     rh: int       # first rows of outputs that read the halo above
     rw: int       # first columns of outputs that read the halo on the left
@@ -264,7 +264,7 @@ def _layout(spec) -> _Layout:
     return _Layout(rh, rw, need_h, need_w, own_h, own_w)
 
 
-def _chunk_task(chunk, own, spec, strips):
+def chunk_task(chunk, own, spec, strips):
     """Everything one input chunk is needed for, so that it can be freed right after.
 
     A block's outputs fall into the bulk, whose windows lie inside the block's own
@@ -315,7 +315,7 @@ def _chunk_task(chunk, own, spec, strips):
 def _halo_task(first, grid, spec, *after):
     """Complete a block: pool its first output rows and columns from the halo strips.
 
-    ``first`` is the block's :func:`_chunk_task` result; ``grid[i][j]`` is
+    ``first`` is the block's :func:`chunk_task` result; ``grid[i][j]`` is
     ``[strips, k]`` for the chunks above and to the left (all the strips that
     chunk cut, and which of them is this block's: one task per chunk carries
     them, not one per strip), ``None`` where the own chunk goes. Overwrites
@@ -430,7 +430,7 @@ def _part(result, i, *after):
 def _build(x, g, cl, spec_for_block, name, with_indices, op):
     """The task graph.
 
-    * ``{op}-chunk``: one :func:`_chunk_task` per input chunk; it depends on the
+    * ``{op}-chunk``: one :func:`chunk_task` per input chunk; it depends on the
       chunk alone (so Dask fuses it with the chunk's own task);
     * ``{op}-halo``: the strips later blocks read (an item of a chunk task's result,
       one per chunk, passed whole to each reader) and one :func:`_halo_task` per
@@ -515,7 +515,7 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                             layer[key(halo_name, jh, jw, "done")] = (_nothing, done)
                             after, chain = (), (key(halo_name, jh, jw, "done"),)
                         outputs[(i0, i1, bh, bw)] = (done, after)
-                    layer[key(chunk_name, jh, jw)] = (_chunk_task, key(xname, jh, jw), own, spec, strips)
+                    layer[key(chunk_name, jh, jw)] = (chunk_task, key(xname, jh, jw), own, spec, strips)
 
     chunks = [None] * 4
     chunks[other[0]], chunks[other[1]] = x.chunks[other[0]], x.chunks[other[1]]

@@ -1,21 +1,33 @@
 """Public pooling functions: same names, arguments and semantics as ``torch.nn.functional``.
 
-Each function looks at where ``x`` lives and hands it to a backend:
+Each function looks at where ``x`` lives and hands it to a backend, untouched
+(the backend's function checks the arguments, once):
 
 * a GPU array -- anything with ``__cuda_array_interface__`` (Numba device arrays,
   CuPy arrays, PyTorch CUDA tensors) or a simulator ``FakeCUDAArray`` -- goes to
   :mod:`poolkit.gpu` and stays on the device;
 * a ``dask.array.Array`` goes to :mod:`poolkit.dask` and stays lazy;
-* anything else must be a NumPy array and goes to :mod:`poolkit.cpu`
-  (parallel kernel).
+* anything else goes to :mod:`poolkit.cpu` (parallel kernels), which accepts
+  NumPy arrays and names anything else in its ``TypeError``.
 
-Backends are imported on first use, so ``import poolkit`` never imports CUDA or Dask.
+:data:`BACKENDS` says which operations each backend has. Backends are imported on
+first use, so ``import poolkit`` never imports numba, CUDA or Dask; an
+``ImportError`` of a backend surfaces with its own cause. ``max_pool2d`` and
+``avg_pool2d`` document their arguments in full here; the docstrings of the rest
+of the family are assembled at the end of this module from shared pieces.
 """
 from __future__ import annotations
 
-import importlib
+from .geometry import OPS
 
-__all__ = ["max_pool2d", "avg_pool2d", "backend_for"]
+__all__ = list(OPS) + ["backend_for", "BACKENDS"]
+
+#: The dispatch registry: where ``x`` lives -> the operations that backend runs.
+BACKENDS = {
+    "cpu": frozenset(OPS),
+    "gpu": frozenset(OPS),
+    "dask": frozenset({"max_pool2d", "avg_pool2d"}),
+}
 
 
 def _is_gpu_array(x) -> bool:
@@ -31,7 +43,7 @@ def _is_dask_array(x) -> bool:
 
 
 def backend_for(x) -> str:
-    """Name of the backend module that handles ``x``: ``"gpu"``, ``"dask"`` or ``"cpu"``."""
+    """Name of the backend that handles ``x``: ``"gpu"``, ``"dask"`` or ``"cpu"``."""
     if _is_gpu_array(x):
         return "gpu"
     if _is_dask_array(x):
@@ -39,8 +51,24 @@ def backend_for(x) -> str:
     return "cpu"
 
 
-def _backend(x):
-    return importlib.import_module(f"poolkit.{backend_for(x)}")
+def _on(x, name: str):
+    """The backend module that runs ``name`` on ``x`` (a TypeError if it has no such op)."""
+    kind = backend_for(x)
+    if name not in BACKENDS[kind]:
+        where = "a GPU array" if kind == "gpu" else "a Dask array"
+        raise TypeError(
+            f"{name}: x is {where}, but {name} runs on NumPy arrays only for now "
+            f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. "
+            + ("x.copy_to_host() or cupy.asnumpy(x)" if kind == "gpu" else "x.compute()")
+        )
+    if kind == "gpu":
+        from . import gpu
+        return gpu
+    if kind == "dask":
+        from . import dask
+        return dask
+    from . import cpu
+    return cpu
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -87,7 +115,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     --------
     poolkit.reference.max_pool2d, poolkit.cpu.max_pool2d, poolkit.gpu.max_pool2d
     """
-    return _backend(x).max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
+    return _on(x, "max_pool2d").max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
                                   return_indices, layout=layout)
 
 
@@ -124,51 +152,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     --------
     poolkit.reference.avg_pool2d, poolkit.cpu.avg_pool2d, poolkit.gpu.avg_pool2d
     """
-    return _backend(x).avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
+    return _on(x, "avg_pool2d").avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
                                   count_include_pad, divisor_override, layout=layout)
-
-
-# =====================================================================================
-# The rest of the family (1-d, 3-d, adaptive, global, Lp, unpooling) and every backward.
-#
-# NumPy arrays go to poolkit.cpu_nd. GPU and Dask arrays go to poolkit.gpu /
-# poolkit.dask when that backend has the function; otherwise a TypeError says the
-# operation runs on NumPy arrays only for now (no silent copy to the host).
-# =====================================================================================
-__all__ += [
-    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "global_max_pool2d", "global_avg_pool2d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
-    "max_unpool1d", "max_unpool2d", "max_unpool3d",
-    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
-    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
-    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
-    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
-    "global_max_pool2d_backward", "global_avg_pool2d_backward",
-    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
-    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
-]
-
-
-def _family(name, x):
-    """The backend function ``name`` for ``x``, or a TypeError if that backend lacks it."""
-    kind = backend_for(x)
-    if kind == "cpu":
-        return getattr(importlib.import_module("poolkit.cpu_nd"), name)
-    try:
-        fn = getattr(importlib.import_module(f"poolkit.{kind}"), name, None)
-    except ImportError:
-        fn = None
-    if fn is None:
-        where = "a GPU array" if kind == "gpu" else "a Dask array"
-        raise TypeError(
-            f"{name}: x is {where}, but {name} runs on NumPy arrays only for now "
-            f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. "
-            + ("x.copy_to_host() or cupy.asnumpy(x)" if kind == "gpu" else "x.compute()")
-        )
-    return fn
 
 
 # ---------------------------------------------------------------- docstring pieces
@@ -196,7 +181,7 @@ _BACKWARD_RETURNS = ("Returns\n    -------\n    grad_x : ndarray\n        Gradie
 
 def _document(fn, summary, params, returns, notes="", see=(), examples=""):
     name = fn.__name__
-    twins = ", ".join([f"poolkit.reference.{name}", f"poolkit.cpu_nd.{name}", *see])
+    twins = ", ".join([f"poolkit.reference.{name}", f"poolkit.cpu.{name}", *see])
     doc = f"{summary}\n\n    Parameters\n    ----------\n" + "\n".join(f"    {p}" for p in params)
     doc += f"\n\n    {returns}\n"
     if notes:
@@ -246,195 +231,195 @@ _KEEPDIMS_DOC = ("keepdims : bool\n        Keep the pooled H and W as size-1 dim
 # ---------------------------------------------------------------- forward ops
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, layout="NCL"):
-    return _family("max_pool1d", x)(x, kernel_size, stride, padding, dilation, ceil_mode,
+    return _on(x, "max_pool1d").max_pool1d(x, kernel_size, stride, padding, dilation, ceil_mode,
                                     return_indices, layout=layout)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, layout="NCDHW"):
-    return _family("max_pool3d", x)(x, kernel_size, stride, padding, dilation, ceil_mode,
+    return _on(x, "max_pool3d").max_pool3d(x, kernel_size, stride, padding, dilation, ceil_mode,
                                     return_indices, layout=layout)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                *, layout="NCL"):
-    return _family("avg_pool1d", x)(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+    return _on(x, "avg_pool1d").avg_pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                     layout=layout)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, layout="NCDHW"):
-    return _family("avg_pool3d", x)(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+    return _on(x, "avg_pool3d").avg_pool3d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                                     divisor_override, layout=layout)
 
 
 def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
-    return _family("adaptive_max_pool1d", x)(x, output_size, return_indices, layout=layout)
+    return _on(x, "adaptive_max_pool1d").adaptive_max_pool1d(x, output_size, return_indices, layout=layout)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
-    return _family("adaptive_max_pool2d", x)(x, output_size, return_indices, layout=layout)
+    return _on(x, "adaptive_max_pool2d").adaptive_max_pool2d(x, output_size, return_indices, layout=layout)
 
 
 def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
-    return _family("adaptive_max_pool3d", x)(x, output_size, return_indices, layout=layout)
+    return _on(x, "adaptive_max_pool3d").adaptive_max_pool3d(x, output_size, return_indices, layout=layout)
 
 
 def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
-    return _family("adaptive_avg_pool1d", x)(x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool1d").adaptive_avg_pool1d(x, output_size, layout=layout)
 
 
 def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
-    return _family("adaptive_avg_pool2d", x)(x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool2d").adaptive_avg_pool2d(x, output_size, layout=layout)
 
 
 def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
-    return _family("adaptive_avg_pool3d", x)(x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool3d").adaptive_avg_pool3d(x, output_size, layout=layout)
 
 
 def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
-    return _family("global_max_pool2d", x)(x, keepdims, layout=layout)
+    return _on(x, "global_max_pool2d").global_max_pool2d(x, keepdims, layout=layout)
 
 
 def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
-    return _family("global_avg_pool2d", x)(x, keepdims, layout=layout)
+    return _on(x, "global_avg_pool2d").global_avg_pool2d(x, keepdims, layout=layout)
 
 
 def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL"):
-    return _family("lp_pool1d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+    return _on(x, "lp_pool1d").lp_pool1d(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCHW"):
-    return _family("lp_pool2d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+    return _on(x, "lp_pool2d").lp_pool2d(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
 
 
 def lp_pool3d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCDHW"):
-    return _family("lp_pool3d", x)(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
+    return _on(x, "lp_pool3d").lp_pool3d(x, norm_type, kernel_size, stride, ceil_mode, layout=layout)
 
 
 def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCL"):
-    return _family("max_unpool1d", x)(x, indices, kernel_size, stride, padding, output_size,
+    return _on(x, "max_unpool1d").max_unpool1d(x, indices, kernel_size, stride, padding, output_size,
                                       layout=layout)
 
 
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCHW"):
-    return _family("max_unpool2d", x)(x, indices, kernel_size, stride, padding, output_size,
+    return _on(x, "max_unpool2d").max_unpool2d(x, indices, kernel_size, stride, padding, output_size,
                                       layout=layout)
 
 
 def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCDHW"):
-    return _family("max_unpool3d", x)(x, indices, kernel_size, stride, padding, output_size,
+    return _on(x, "max_unpool3d").max_unpool3d(x, indices, kernel_size, stride, padding, output_size,
                                       layout=layout)
 
 
 # ---------------------------------------------------------------- backward ops
 def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
-    return _family("max_pool1d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+    return _on(x, "max_pool1d_backward").max_pool1d_backward(grad_output, x, kernel_size, stride, padding, dilation,
                                              ceil_mode, return_indices, indices=indices, layout=layout)
 
 
 def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
-    return _family("max_pool2d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+    return _on(x, "max_pool2d_backward").max_pool2d_backward(grad_output, x, kernel_size, stride, padding, dilation,
                                              ceil_mode, return_indices, indices=indices, layout=layout)
 
 
 def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
-    return _family("max_pool3d_backward", x)(grad_output, x, kernel_size, stride, padding, dilation,
+    return _on(x, "max_pool3d_backward").max_pool3d_backward(grad_output, x, kernel_size, stride, padding, dilation,
                                              ceil_mode, return_indices, indices=indices, layout=layout)
 
 
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, *, layout="NCL"):
-    return _family("avg_pool1d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+    return _on(x, "avg_pool1d_backward").avg_pool1d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
                                              count_include_pad, layout=layout)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, layout="NCHW"):
-    return _family("avg_pool2d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+    return _on(x, "avg_pool2d_backward").avg_pool2d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
                                              count_include_pad, divisor_override, layout=layout)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
-    return _family("avg_pool3d_backward", x)(grad_output, x, kernel_size, stride, padding, ceil_mode,
+    return _on(x, "avg_pool3d_backward").avg_pool3d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
                                              count_include_pad, divisor_override, layout=layout)
 
 
 def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
                                  layout="NCL"):
-    return _family("adaptive_max_pool1d_backward", x)(grad_output, x, output_size, return_indices,
+    return _on(x, "adaptive_max_pool1d_backward").adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices,
                                                       indices=indices, layout=layout)
 
 
 def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
                                  layout="NCHW"):
-    return _family("adaptive_max_pool2d_backward", x)(grad_output, x, output_size, return_indices,
+    return _on(x, "adaptive_max_pool2d_backward").adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices,
                                                       indices=indices, layout=layout)
 
 
 def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
                                  layout="NCDHW"):
-    return _family("adaptive_max_pool3d_backward", x)(grad_output, x, output_size, return_indices,
+    return _on(x, "adaptive_max_pool3d_backward").adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices,
                                                       indices=indices, layout=layout)
 
 
 def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
-    return _family("adaptive_avg_pool1d_backward", x)(grad_output, x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool1d_backward").adaptive_avg_pool1d_backward(grad_output, x, output_size, layout=layout)
 
 
 def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
-    return _family("adaptive_avg_pool2d_backward", x)(grad_output, x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool2d_backward").adaptive_avg_pool2d_backward(grad_output, x, output_size, layout=layout)
 
 
 def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
-    return _family("adaptive_avg_pool3d_backward", x)(grad_output, x, output_size, layout=layout)
+    return _on(x, "adaptive_avg_pool3d_backward").adaptive_avg_pool3d_backward(grad_output, x, output_size, layout=layout)
 
 
 def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
-    return _family("global_max_pool2d_backward", x)(grad_output, x, keepdims, layout=layout)
+    return _on(x, "global_max_pool2d_backward").global_max_pool2d_backward(grad_output, x, keepdims, layout=layout)
 
 
 def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
-    return _family("global_avg_pool2d_backward", x)(grad_output, x, keepdims, layout=layout)
+    return _on(x, "global_avg_pool2d_backward").global_avg_pool2d_backward(grad_output, x, keepdims, layout=layout)
 
 
 def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
                        layout="NCL"):
-    return _family("lp_pool1d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+    return _on(x, "lp_pool1d_backward").lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
                                             layout=layout)
 
 
 def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
                        layout="NCHW"):
-    return _family("lp_pool2d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+    return _on(x, "lp_pool2d_backward").lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
                                             layout=layout)
 
 
 def lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
                        layout="NCDHW"):
-    return _family("lp_pool3d_backward", x)(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
+    return _on(x, "lp_pool3d_backward").lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride, ceil_mode,
                                             layout=layout)
 
 
 def max_unpool1d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
                           output_size=None, *, layout="NCL"):
-    return _family("max_unpool1d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+    return _on(x, "max_unpool1d_backward").max_unpool1d_backward(grad_output, x, indices, kernel_size, stride, padding,
                                                output_size, layout=layout)
 
 
 def max_unpool2d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
                           output_size=None, *, layout="NCHW"):
-    return _family("max_unpool2d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+    return _on(x, "max_unpool2d_backward").max_unpool2d_backward(grad_output, x, indices, kernel_size, stride, padding,
                                                output_size, layout=layout)
 
 
 def max_unpool3d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
                           output_size=None, *, layout="NCDHW"):
-    return _family("max_unpool3d_backward", x)(grad_output, x, indices, kernel_size, stride, padding,
+    return _on(x, "max_unpool3d_backward").max_unpool3d_backward(grad_output, x, indices, kernel_size, stride, padding,
                                                output_size, layout=layout)
 
 

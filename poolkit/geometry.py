@@ -70,7 +70,23 @@ __all__ = [
     "check_grad_output",
     "ceil_mode_windows",
     "window_cells",
+    "with_unit_dims",
+    "check_index_range",
+    "OPS",
+    "FORWARD_OPS",
 ]
+
+#: The public operations, forward then backward: the one list of names that
+#: ``poolkit``, ``functional``, ``reference``, ``cpu`` and ``gpu`` export.
+FORWARD_OPS = (
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+)
+OPS = FORWARD_OPS + tuple(f"{name}_backward" for name in FORWARD_OPS)
 
 #: Accepted layouts per number of spatial dimensions: (channels-first, channels-last).
 LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -448,6 +464,34 @@ def check_bool(value, name: str, op: str) -> bool:
 
 
 # ------------------------------------------------------------------ windows, for backward and explain
+def with_unit_dims(geom: PoolGeometry, nd: int) -> PoolGeometry:
+    """The same (already validated) geometry with unit spatial dimensions in front, up to ``nd``.
+
+    A 1-d pooling is the 2-d pooling of an ``H = 1`` view with kernel, stride and
+    dilation 1 and no padding along H: this gives that 2-d geometry without
+    validating the arguments again.
+
+    >>> g = make_geometry("max_pool1d", (7,), 3, 2, 1)
+    >>> h = with_unit_dims(g, 2)
+    >>> h.in_size, h.out_size, h.kernel, h.stride, h.padding
+    ((1, 7), (1, 4), (1, 3), (1, 2), (0, 1))
+    """
+    u = nd - geom.nd
+    if u < 0:
+        raise ValueError(f"with_unit_dims: geometry has {geom.nd} dims, more than {nd}")
+    one, zero = (1,) * u, (0,) * u
+    return PoolGeometry(geom.op, one + geom.in_size, one + geom.out_size, one + geom.kernel,
+                        one + geom.stride, zero + geom.padding, one + geom.dilation, geom.ceil_mode,
+                        zero + geom.padding_end, geom.padding_mode)
+
+
+def check_index_range(lo: int, hi: int, n_cells: int, op: str, *, name: str = "indices") -> None:
+    """User-given indices (smallest ``lo``, largest ``hi``) must name cells of one spatial plane."""
+    if lo < 0 or hi >= n_cells:
+        raise ValueError(f"{op}: {name} must lie in [0, {n_cells}) (flat positions in one "
+                         f"spatial plane), got values from {lo} to {hi}")
+
+
 def window_extents(geom: PoolGeometry) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per dimension, ``(start, stop)`` of every window's span in input coordinates.
 

@@ -9,24 +9,25 @@ The rules for window placement, output size and the average divisor come from
 """
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
+from . import _layout as Lay
 from . import geometry as G
 
-__all__ = ["max_pool2d", "avg_pool2d"]
+__all__ = list(G.OPS)
 
 
 def _prepare(x, op, nd, layout, allow_int):
     x, channels_last, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
-    if channels_last:  # the reference works channels-first; view, no copy
-        x = np.moveaxis(x, -1, 1)
-    return x, channels_last, batched, spatial
+    # the reference works channels-first; a view, no copy
+    return Lay.channels_first(x, channels_last), channels_last, batched, spatial
 
 
 def _finish(out, channels_last, batched):
-    if channels_last:
-        out = np.ascontiguousarray(np.moveaxis(out, 1, -1))
-    return out if batched else out[0]
+    return Lay.unbatch(Lay.channels_last(out, channels_last), batched)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -117,24 +118,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
 # every output cell hands its gradient to the input cells it read, in output scan
 # order (this is also the order PyTorch's CPU kernels accumulate in).
 # =====================================================================================
-import itertools  # noqa: E402
-import math  # noqa: E402
 
-__all__ += [
-    "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "global_max_pool2d", "global_avg_pool2d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
-    "max_unpool1d", "max_unpool2d", "max_unpool3d",
-    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
-    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
-    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
-    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
-    "global_max_pool2d_backward", "global_avg_pool2d_backward",
-    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
-    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
-]
 
 
 def _planes(x):
@@ -187,9 +171,8 @@ def _user_indices(indices, out_shape_cf, op, cl, batched, n_cells):
     if not batched:
         want = want[1:]
     idx = G.check_indices(indices, want, op)
-    if idx.size and (idx.min() < 0 or idx.max() >= n_cells):
-        raise ValueError(f"{op}: indices must lie in [0, {n_cells}) (flat positions in one "
-                         f"spatial plane of x), got values from {idx.min()} to {idx.max()}")
+    if idx.size:
+        G.check_index_range(idx.min(), idx.max(), n_cells, op)
     if not batched:
         idx = idx[None]
     return np.moveaxis(idx, -1, 1) if cl else idx
@@ -479,17 +462,11 @@ def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW")
 # ------------------------------------------------------------------ global pooling
 def _global_out(out, keepdims, layout):
     """Drop the unit spatial dims of an adaptive (1, 1) result unless ``keepdims``."""
-    if keepdims:
-        return out
-    if G.check_layout(layout, 2, "global pooling"):
-        return out[..., 0, 0, :]
-    return out[..., 0, 0]
+    return Lay.drop_unit(out, keepdims, G.check_layout(layout, 2, "global pooling"))
 
 
 def _global_grad(grad_output, keepdims, layout, op):
-    if keepdims or not isinstance(grad_output, np.ndarray):
-        return grad_output
-    return grad_output[..., None, None, :] if G.check_layout(layout, 2, op) else grad_output[..., None, None]
+    return Lay.add_unit(grad_output, keepdims, G.check_layout(layout, 2, op))
 
 
 def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit
-from poolkit import cpu, cpu_nd
+from poolkit import cpu
 from poolkit import geometry as G
 from poolkit import reference as R
 from strategies_nd import adaptive_problem, window_problem
@@ -377,7 +377,7 @@ def test_backward_is_deterministic(channels_last, monkeypatch):
             x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         out = public(name)(x, *args, layout=layout)
         g = rng.standard_normal(out.shape).astype(x.dtype)
-        bw = getattr(cpu_nd, f"{name}_backward")
+        bw = getattr(cpu, f"{name}_backward")
         first = bw(g, x, *args, layout=layout)
         assert_same(bw(g, x, *args, layout=layout), first)  # run to run
         assert_same(bw(g, x, *args, layout=layout, parallel=False), first)  # serial == parallel

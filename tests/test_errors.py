@@ -116,3 +116,62 @@ def test_memoised_geometry_keeps_validating():
     assert g is G.make_geometry("max_pool2d", (6, 6), np.int64(2))
     tables = G.avg_divisors(g, True, np.dtype(np.float32))
     assert all(not t.flags.writeable for t in tables)
+
+
+# ------------------------------------------------------------------ arguments are validated once
+def _call_table():
+    """One valid call per public op: ``{name: (args, kwargs)}`` (small inputs, all layouts NC...)."""
+    rng = np.random.default_rng(0)
+    xs = {1: rng.standard_normal((2, 3, 10)), 2: rng.standard_normal((2, 3, 8, 10)),
+          3: rng.standard_normal((1, 2, 4, 6, 8))}
+    calls = {}
+    for nd, x in xs.items():
+        s = f"{nd}d"
+        calls[f"max_pool{s}"] = ((x, 3, 2, 1), {})
+        calls[f"avg_pool{s}"] = ((x, 3, 2, 1), {})
+        calls[f"adaptive_max_pool{s}"] = ((x, 3), {})
+        calls[f"adaptive_avg_pool{s}"] = ((x, 3), {})
+        calls[f"lp_pool{s}"] = ((x, 2, 2), {})
+        y, idx = getattr(reference, f"max_pool{s}")(x, 2, return_indices=True)
+        calls[f"max_unpool{s}"] = ((y, idx, 2), {})
+    calls["global_max_pool2d"] = ((xs[2],), {})
+    calls["global_avg_pool2d"] = ((xs[2],), {})
+    for name in list(calls):
+        args, kw = calls[name]
+        out = getattr(reference, name)(*args, **kw)
+        calls[f"{name}_backward"] = ((np.ones_like(out),) + args, kw)
+    return calls
+
+
+CALLS = _call_table()
+
+
+def test_the_call_table_covers_every_op():
+    assert sorted(CALLS) == sorted(poolkit.geometry.OPS)
+
+
+@pytest.fixture
+def builder_calls(monkeypatch):
+    """Count calls of the geometry builders (the step that validates the window arguments)."""
+    from poolkit import geometry as G
+    counts = []
+    for name in ("make_geometry", "make_adaptive_geometry", "unpool_output_size"):
+        original = getattr(G, name)
+
+        def counted(*a, _original=original, _name=name, **k):
+            counts.append(_name)
+            return _original(*a, **k)
+        monkeypatch.setattr(G, name, counted)
+    return counts
+
+
+@pytest.mark.parametrize("backend", ["poolkit", "cpu", "cpu-serial", "reference"])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_each_public_call_validates_once(name, backend, builder_calls):
+    """No backend calls another public function (which would check everything again)."""
+    module = {"poolkit": poolkit, "cpu": cpu, "cpu-serial": cpu, "reference": reference}[backend]
+    args, kw = CALLS[name]
+    if backend == "cpu-serial":
+        kw = dict(kw, parallel=False)
+    getattr(module, name)(*args, **kw)
+    assert len(builder_calls) == 1, builder_calls

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit
-from poolkit import cpu, cpu_nd
+from poolkit import cpu
 from poolkit import geometry as G
 from poolkit import reference as R
 from strategies import assert_avg_close
@@ -171,8 +171,8 @@ def test_serial_and_parallel_forward_agree(monkeypatch):
     x3 = rng.integers(-3, 4, (2, 3, 5, 6, 7)).astype(np.float32)
     x3l = np.ascontiguousarray(np.moveaxis(x3, 1, -1))
     for x, layout in ((x3, "NCDHW"), (x3l, "NDHWC")):
-        for fn, args in ((cpu_nd.max_pool3d, (3, 2, 1, 1, True, True)), (cpu_nd.avg_pool3d, (3, 2, 1, True)),
-                         (cpu_nd.adaptive_max_pool3d, ((2, 4, 3), True)), (cpu_nd.adaptive_avg_pool3d, (4,))):
+        for fn, args in ((cpu.max_pool3d, (3, 2, 1, 1, True, True)), (cpu.avg_pool3d, (3, 2, 1, True)),
+                         (cpu.adaptive_max_pool3d, ((2, 4, 3), True)), (cpu.adaptive_avg_pool3d, (4,))):
             a = fn(x, *args, layout=layout, parallel=False)
             b = fn(x, *args, layout=layout, parallel=True)
             for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):

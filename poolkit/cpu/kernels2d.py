@@ -1,135 +1,21 @@
-"""CPU pooling kernels compiled with Numba: serial ``@njit`` and ``prange``-parallel.
+"""The 2-D CPU kernels (plain Python functions; :data:`KERNELS` holds them compiled).
 
-Each kernel is written once as a plain Python function and compiled twice:
-``njit(parallel=False)`` (``prange`` behaves as ``range``) and
-``njit(parallel=True)`` (the outer ``prange`` is split across threads). Kernels
-compile lazily on first call and are cached on disk (``cache=True``).
-
-Pooling is memory-bound: the goal is to read each input byte once and keep
-everything else in L1. How these kernels get there:
-
-* **Max, separable** -- a maximum is separable over the window: each input
-  row is swept once into the row of its window maxima along W (pass 1:
-  stride-2 windows get loops with literal offsets that LLVM vectorises with
-  shuffles), kept in a ring of the rows one window spans, so rows shared by
-  overlapping windows are swept once; an output row is then the maximum of its
-  KH swept rows (pass 2: contiguous, vectorised). Horizontal first, then rows
-  in order, with the first maximum kept in both: exactly PyTorch's row-by-row
-  scan, ties (+0.0 vs -0.0) included. NHWC does the same on channel vectors.
-  Parallel loops are split into chunks so scratch is allocated once per chunk,
-  never per plane or row.
-* **NCHW avg, row sweeps** -- each valid window row is added to the whole
-  output row with the same literal-offset loops, terms in scan order.
-* **Global windows** (one window covering a whole contiguous plane, e.g. 7x7 on
-  7x7) reduce each plane as a flat row, front to back (PyTorch's order), eight
-  planes at once so that eight independent chains overlap.
-* **NHWC** -- parallel over (n, output row); the innermost loop runs over the
-  contiguous channels, a plain vector loop. Averages add up to four window taps
-  per pass over the channel vector, so running sums stay in registers.
-* **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
-  uses non-separable kernels that visit taps row by row.
-* A max step is PyTorch's ``v wins if v > m or v != v``: ties keep the first
-  maximum, the last NaN is kept (value bits and index), exactly as PyTorch. It
-  is written as nested LLVM ``select`` instructions (see ``_vmax``): the plain
-  ``v if ... else m`` compiles to masked stores, microcoded and 2-5x slower on
-  AMD Zen.
-* Innermost loops index with unsigned integers: Numba's wraparound code for
-  negative signed indices keeps LLVM from vectorising them.
-* ``avg`` sums in the input dtype, in PyTorch's scan order (row by row, from
-  +0.0), and divides by a divisor of the same dtype, so averages are bitwise
-  identical to the reference and to PyTorch's CPU kernels in both layouts.
-* No ``fastmath``: it would let LLVM assume no NaN/inf.
-* Inputs under ``PARALLEL_MIN_SIZE`` elements run the serial kernel: starting
-  the thread pool costs more than pooling them.
-
-The public entry points :func:`max_pool2d` and :func:`avg_pool2d` validate
-arguments with :mod:`poolkit.geometry` before any kernel runs.
+Each kernel is written once and compiled twice by :func:`._jit.njit_pair`:
+``njit(parallel=False)`` (``prange`` behaves as ``range``) and ``njit(parallel=True)``
+(the outer ``prange`` is split across threads). They compile lazily on first call
+and are cached on disk (``cache=True``). Host code that picks a kernel and
+allocates its output is in :mod:`poolkit.cpu.ops`; how the kernels reach memory
+speed is in the docstring of :mod:`poolkit.cpu`.
 """
 from __future__ import annotations
 
-import types
-
 import numpy as np
-from numba import get_num_threads, njit, prange
-from numba.core import types as nbtypes
-from numba.extending import intrinsic
+from numba import njit, prange
 
-from . import geometry as G
+from ._jit import njit_pair, take_max, vmax
 
-__all__ = ["max_pool2d", "avg_pool2d", "run_max_pool2d", "run_avg_pool2d", "KERNELS"]
-
-
-def _njit_pair(fn):
-    """Compile ``fn`` twice: serial and parallel (same source).
-
-    Numba's on-disk cache keys entries by function name, signature and bytecode,
-    not by the ``parallel`` flag, so the serial twin is a clone with its own
-    ``__qualname__``; otherwise one twin would load the other's machine code.
-    """
-    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                               fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__ + "_serial"
-    clone.__doc__ = fn.__doc__
-    serial = njit(cache=True, nogil=True)(clone)
-    parallel = njit(cache=True, nogil=True, parallel=True)(fn)
-    return serial, parallel
-
-
-#: Inputs smaller than this many elements run the serial kernel even when
-#: ``parallel=True``: starting the thread pool costs more than the work.
-PARALLEL_MIN_SIZE = 1 << 15
-
-
-# ---------------------------------------------------------------- helpers
-# Max and sum are both separable over the window: reduce the KH input rows of a
-# window into one padded row ``tmp`` first (pass 1: contiguous, vectorised),
-# then reduce KW columns of ``tmp`` into the output row (pass 2: from L1). Pass 1
-# never branches; pass 2 needs no bounds checks because ``tmp`` is padded with the
-# identity (-inf / min int for max, 0 for sum) and long enough for ceil_mode's
-# overhang. Max values are exactly the same in any order; sums are added column
-# by column (sum over kw of the sum over kh), see ``avg_pool2d``'s notes.
-
-@intrinsic
-def _select(typingctx, cond, a, b):
-    """``a if cond else b`` as one LLVM ``select`` instruction, never a branch."""
-    if not (isinstance(cond, nbtypes.Boolean) and a == b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.select(args[0], args[1], args[2])
-    return a(cond, a, b), codegen
-
-
-@njit(inline="always")
-def _vmax(v, a):
-    # One scan step of a NaN-aware max: candidate ``v`` (later in scan order)
-    # against the running maximum ``a``. ``v`` wins if it is larger or NaN, as in
-    # PyTorch's kernels: ties keep the first maximum (+0.0 before -0.0 stays +0.0)
-    # and of several NaNs the last one is kept, bit for bit. Combining partial
-    # results this way (earlier on the left) gives the same answer in any
-    # grouping, which is what lets the kernels below sweep rows first.
-    #
-    # How it is written matters. Python's ``v if v > a or v != v else a`` is
-    # lowered to branches; a single ``select(wins, v, a)`` is no better: in a loop
-    # ``t[i] = _vmax(x[i], t[i])`` LLVM turns a store of a select between a new
-    # value and the value loaded from the same place into a *masked store*
-    # (``vmaskmovps``), microcoded on AMD Zen, which made these loops 2-5x
-    # slower. Nested selects (NaN case, ordered case; the shape of NumPy's own
-    # ``maximum``) store a blend of blends, which stays a plain store. Integers:
-    # the NaN tests fold away and LLVM emits ``vpmaxs*``.
-    return _select((a != a) | (v != v), _select(v != v, v, a), _select(a >= v, a, v))
-
-
-@njit(inline="always")
-def _take_max(v, a, g, flat):
-    # ``_vmax`` with the index: the running (value ``a``, index ``g``) takes the
-    # candidate ``v`` and its flat index ``flat`` where ``v`` wins, so the index
-    # names the first maximum or the last NaN, as PyTorch's. ``g < 0``: no cell
-    # seen yet (needed for integer inputs equal to the identity; ``_vmax`` gives
-    # ``v`` then, since ``a`` is still the identity). The index is a bit-mask
-    # select, for the same masked-store reason as in ``_vmax``.
-    m = -np.int64((v > a) | (v != v) | (g < 0))
-    return _vmax(v, a), (flat & m) | (g & ~m)
+__all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
+           "avg_nhwc_small", "global_max_flat", "global_sum_flat", "KERNELS"]
 
 
 @njit(inline="always")
@@ -142,10 +28,10 @@ def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
     # updates in the hot loop.
     if SW == 2 and DW == 1 and KW == 2:
         for ow in range(OW):
-            ring[slot, ow] = _vmax(tmp[2 * ow + 1], tmp[2 * ow])
+            ring[slot, ow] = vmax(tmp[2 * ow + 1], tmp[2 * ow])
     elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
-            ring[slot, ow] = _vmax(tmp[2 * ow + 2], _vmax(tmp[2 * ow + 1], tmp[2 * ow]))
+            ring[slot, ow] = vmax(tmp[2 * ow + 2], vmax(tmp[2 * ow + 1], tmp[2 * ow]))
     else:
         for ow in range(OW):
             ring[slot, ow] = tmp[ow * SW]
@@ -153,10 +39,10 @@ def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
             off = kw * DW
             if SW == 1:
                 for ow in range(OW):
-                    ring[slot, ow] = _vmax(tmp[ow + off], ring[slot, ow])
+                    ring[slot, ow] = vmax(tmp[ow + off], ring[slot, ow])
             else:
                 for ow in range(OW):
-                    ring[slot, ow] = _vmax(tmp[ow * SW + off], ring[slot, ow])
+                    ring[slot, ow] = vmax(tmp[ow * SW + off], ring[slot, ow])
 
 
 @njit(inline="always")
@@ -170,11 +56,11 @@ def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
     else:
         b = slots[1]
         for ow in range(OW):
-            out[n, c, oh, ow] = _vmax(ring[b, ow], ring[a, ow])
+            out[n, c, oh, ow] = vmax(ring[b, ow], ring[a, ow])
         for k in range(2, nv):
             r = slots[k]
             for ow in range(OW):
-                out[n, c, oh, ow] = _vmax(ring[r, ow], out[n, c, oh, ow])
+                out[n, c, oh, ow] = vmax(ring[r, ow], out[n, c, oh, ow])
 
 
 @njit(inline="always")
@@ -215,7 +101,7 @@ def _chunk(i, nchunks, total):
     return i * total // nchunks, (i + 1) * total // nchunks
 
 
-def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # Separable, horizontal pass first: each input row is copied into a padded row
     # ``tmp`` and its window maxima along W (``_sweep_max``) go to a ring of the R
     # rows one window spans, once per input row however many windows read it; an
@@ -261,7 +147,7 @@ def _max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                         out[n, c, oh, ow] = init
 
 
-def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # Not separable on purpose: each valid window row is added to the whole output
     # row (``_sweep_add``), so every window is summed row by row like PyTorch.
     # When columns need padding (or ceil_mode's overhang) the plane is first copied
@@ -302,10 +188,10 @@ def _avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                         out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
 
 
-def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # Indices need PyTorch's scan order (row by row, first max wins, last NaN wins),
     # so this kernel is not separable: it sweeps each window tap over the whole
-    # output row. The update is written without a conditional store (see _take_max).
+    # output row. The update is written without a conditional store (see take_max).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     uSW = np.uint64(SW)
@@ -335,14 +221,14 @@ def _max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                         for ow in range(np.uint64(lo), np.uint64(hi)):
                             # unsigned: ow*SW + off wraps back to the (>= 0) column
                             iw = ow * uSW + np.uint64(off)
-                            acc[ow], arg[ow] = _take_max(x[n, c, ih, iw], acc[ow], arg[ow],
+                            acc[ow], arg[ow] = take_max(x[n, c, ih, iw], acc[ow], arg[ow],
                                                          base + np.int64(ow) * SW)
                 for ow in range(OW):  # (a row view here would cost refcount atomics)
                     out[n, c, oh, ow] = acc[ow]
                     idx[n, c, oh, ow] = arg[ow]
 
 
-def _global_max_flat(x, out, init):
+def global_max_flat(x, out, init):
     # x: (P, L) contiguous planes, out: (P,). Each plane is scanned front to back
     # (first maximum kept, as PyTorch: the sign of a tied zero follows it); eight
     # planes at a time give eight independent chains that the CPU overlaps.
@@ -352,14 +238,14 @@ def _global_max_flat(x, out, init):
         if p + 8 <= P:
             m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = init
             for i in range(L):
-                m0 = _vmax(x[p, i], m0)
-                m1 = _vmax(x[p + 1, i], m1)
-                m2 = _vmax(x[p + 2, i], m2)
-                m3 = _vmax(x[p + 3, i], m3)
-                m4 = _vmax(x[p + 4, i], m4)
-                m5 = _vmax(x[p + 5, i], m5)
-                m6 = _vmax(x[p + 6, i], m6)
-                m7 = _vmax(x[p + 7, i], m7)
+                m0 = vmax(x[p, i], m0)
+                m1 = vmax(x[p + 1, i], m1)
+                m2 = vmax(x[p + 2, i], m2)
+                m3 = vmax(x[p + 3, i], m3)
+                m4 = vmax(x[p + 4, i], m4)
+                m5 = vmax(x[p + 5, i], m5)
+                m6 = vmax(x[p + 6, i], m6)
+                m7 = vmax(x[p + 7, i], m7)
             out[p] = m0
             out[p + 1] = m1
             out[p + 2] = m2
@@ -372,11 +258,11 @@ def _global_max_flat(x, out, init):
             for q in range(p, P):
                 m = init
                 for i in range(L):
-                    m = _vmax(x[q, i], m)
+                    m = vmax(x[q, i], m)
                 out[q] = m
 
 
-def _global_sum_flat(x, out, divisor):
+def global_sum_flat(x, out, divisor):
     # Each plane is summed front to back (PyTorch's order, bitwise identical);
     # eight planes at a time give eight independent add chains, so the adds
     # overlap instead of waiting on each other's latency.
@@ -436,14 +322,14 @@ def _sweep_max_cl(ring, slot, x, n, ih, W, OW, SW, PW, KW, DW, C):
                     ring[slot, o + c] = x[n, ih, b + c]
             elif KW == 2:
                 for c in range(uC):
-                    ring[slot, o + c] = _vmax(x[n, ih, b + d1 + c], x[n, ih, b + c])
+                    ring[slot, o + c] = vmax(x[n, ih, b + d1 + c], x[n, ih, b + c])
             else:
                 for c in range(uC):
-                    ring[slot, o + c] = _vmax(x[n, ih, b + d2 + c], _vmax(x[n, ih, b + d1 + c], x[n, ih, b + c]))
+                    ring[slot, o + c] = vmax(x[n, ih, b + d2 + c], vmax(x[n, ih, b + d1 + c], x[n, ih, b + c]))
                 for kw in range(3, KW):
                     bk = b + np.uint64(kw * DW * C)
                     for c in range(uC):
-                        ring[slot, o + c] = _vmax(x[n, ih, bk + c], ring[slot, o + c])
+                        ring[slot, o + c] = vmax(x[n, ih, bk + c], ring[slot, o + c])
         else:
             first = True
             for kw in range(KW):
@@ -457,7 +343,7 @@ def _sweep_max_cl(ring, slot, x, n, ih, W, OW, SW, PW, KW, DW, C):
                     first = False
                 else:
                     for c in range(uC):
-                        ring[slot, o + c] = _vmax(x[n, ih, bk + c], ring[slot, o + c])
+                        ring[slot, o + c] = vmax(x[n, ih, bk + c], ring[slot, o + c])
 
 
 @njit(inline="always")
@@ -472,14 +358,14 @@ def _fold_rows_max(out, n, oh, ring, slots, nv, L):
     else:
         b = slots[1]
         for j in range(uL):
-            out[n, oh, j] = _vmax(ring[b, j], ring[a, j])
+            out[n, oh, j] = vmax(ring[b, j], ring[a, j])
         for k in range(2, nv):
             r = slots[k]
             for j in range(uL):
-                out[n, oh, j] = _vmax(ring[r, j], out[n, oh, j])
+                out[n, oh, j] = vmax(ring[r, j], out[n, oh, j])
 
 
-def _max_nhwc(x, out, nchunks, C, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def max_nhwc(x, out, nchunks, C, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # The NCHW kernel's scheme on flat (W*C) rows: ``x`` is (N, H, W*C), ``out`` is
     # (N, OH, OW*C). Each input row's window maxima along W (over channel vectors,
     # ``_sweep_max_cl``) go to a ring of the R rows one window spans, once per input
@@ -590,7 +476,7 @@ def _avg_cell(out, n, oh, ow, x, ih0, iw0, nw, T, d, uC, zero):
             out[n, oh, ow, c] = (zero + x[n, ha, wa, c]) / d
 
 
-def _avg_nhwc_small(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+def avg_nhwc_small(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # ``_avg_nhwc`` for windows of at most four cells (2x2 above all): each output
     # cell in one pass over the channels (``_avg_cell``). A kernel of its own: the
     # general kernel's bookkeeping made these memory-bound loops ~15% slower.
@@ -616,7 +502,7 @@ def _avg_nhwc_small(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     out[n, oh, ow, c] = zero / d
 
 
-def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
+def avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # For each output cell, its window's valid cells are added to the output's
     # channel vector in scan order (rows, then columns, from +0.0), up to four taps
     # per pass (``_add_taps``); the last pass divides. So every window is summed in
@@ -648,7 +534,7 @@ def _avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     iw += g
 
 
-def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     uC = np.uint64(C)
@@ -671,154 +557,17 @@ def _max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
                         continue
                     flat = ih * W + iw
                     for c in range(uC):
-                        out[n, oh, ow, c], idx[n, oh, ow, c] = _take_max(
+                        out[n, oh, ow, c], idx[n, oh, ow, c] = take_max(
                             x[n, ih, iw, c], out[n, oh, ow, c], idx[n, oh, ow, c], flat)
 
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel; the notebooks inspect these.
 KERNELS = {}
 for _name, _fn in [
-    ("max_nchw", _max_nchw), ("max_idx_nchw", _max_idx_nchw), ("avg_nchw", _avg_nchw),
-    ("max_nhwc", _max_nhwc), ("max_idx_nhwc", _max_idx_nhwc), ("avg_nhwc", _avg_nhwc),
-    ("avg_nhwc_small", _avg_nhwc_small),
-    ("global_max", _global_max_flat), ("global_sum", _global_sum_flat),
+    ("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("avg_nchw", avg_nchw),
+    ("max_nhwc", max_nhwc), ("max_idx_nhwc", max_idx_nhwc), ("avg_nhwc", avg_nhwc),
+    ("avg_nhwc_small", avg_nhwc_small),
+    ("global_max", global_max_flat), ("global_sum", global_sum_flat),
 ]:
-    KERNELS[(_name, False)], KERNELS[(_name, True)] = _njit_pair(_fn)
+    KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
 del _name, _fn
-
-
-# ---------------------------------------------------------------- public API
-def _use_parallel(x, parallel):
-    return bool(parallel) and x.size >= PARALLEL_MIN_SIZE
-
-
-def _is_global(x, out, kernel, padding, dilation, channels_last):
-    """One window covering each whole contiguous NCHW plane: reduce planes as flat rows."""
-    return (not channels_last and x.flags.c_contiguous and out.flags.c_contiguous
-            and out.shape[2:] == (1, 1) and tuple(kernel) == x.shape[2:]
-            and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1))
-
-
-def _flat_rows(a):
-    """``a`` (N, H, W, C) as an (N, H, W*C) view, or None if that would need a copy."""
-    flat = a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
-    return flat if np.may_share_memory(flat, a) else None
-
-
-def _nchunks(units, parallel):
-    """How many pieces the parallel loop of a scratch-using kernel is cut into."""
-    return max(1, min(units, 8 * get_num_threads())) if parallel else 1
-
-
-def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_last, parallel):
-    """Run the 2-D max kernel that fits, writing into ``out`` (and ``idx`` unless None).
-
-    The one place that picks a kernel; :func:`max_pool2d` and :mod:`poolkit.dask`
-    (per block, with block-local padding) both call it. ``x`` is a validated 4-D
-    native-order array, ``out``/``idx`` are preallocated with the output shape,
-    ``padding`` is the leading (top, left) padding; everything else comes from
-    ``out.shape``. Every kernel gives bitwise identical results.
-    """
-    SH, SW = stride
-    args = (SH, SW, *padding, *dilation, *kernel, G.max_identity(x.dtype))
-    par = bool(parallel)
-    if idx is not None and channels_last:
-        KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
-    elif idx is not None:
-        KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
-    elif _is_global(x, out, kernel, padding, dilation, channels_last):
-        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
-    elif channels_last:
-        # Flat (W*C) rows: views for C-contiguous arrays (and most others); an input
-        # whose W and C axes cannot be merged is copied, an output is written via a copy.
-        N, H, W, C = x.shape
-        flat = _flat_rows(out)
-        target = np.empty((N, out.shape[1], out.shape[2] * C), out.dtype) if flat is None else flat
-        KERNELS[("max_nhwc", par)](x.reshape(N, H, W * C), target,
-                                   _nchunks(out.shape[0] * out.shape[1], par), C, *args)
-        if flat is None:
-            out[...] = target.reshape(out.shape)
-    else:
-        KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
-
-
-def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, channels_last, parallel):
-    """Run the 2-D average kernel that fits, writing into ``out``.
-
-    Like :func:`run_max_pool2d`; ``div_h``/``div_w`` are the per-dimension divisor
-    tables of :func:`poolkit.geometry.avg_divisor_table` for these outputs, in
-    ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
-    sums a window in PyTorch's order, so all give bitwise identical results.
-    """
-    par = bool(parallel)
-    if _is_global(x, out, kernel, padding, (1, 1), channels_last):
-        d = override or int(div_h[0] * div_w[0])
-        KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
-        return
-    args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
-    if channels_last:
-        KERNELS[("avg_nhwc_small" if kernel[0] * kernel[1] <= 4 else "avg_nhwc", par)](x, out, *args)
-    else:
-        KERNELS[("avg_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
-
-
-def _out_shape(x, g, channels_last):
-    if channels_last:
-        return (x.shape[0],) + g.out_size + (x.shape[-1],)
-    return x.shape[:2] + g.out_size
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW", parallel=True):
-    """2-D max pooling on the CPU with Numba (NumPy in, NumPy out).
-
-    Same arguments and results as :func:`poolkit.max_pool2d`; ``parallel=False``
-    selects the serial kernel (inputs under ``PARALLEL_MIN_SIZE`` elements always
-    run serially).
-
-    See Also
-    --------
-    poolkit.reference.max_pool2d : the plain-loop specification.
-    poolkit.gpu.max_pool2d : the CUDA twin.
-    """
-    op = "max_pool2d"
-    return_indices = G.check_bool(return_indices, "return_indices", op)
-    x, cl, batched, spatial = G.prepare_array(x, op, 2, layout, allow_int=True)
-    g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
-    parallel = _use_parallel(x, parallel)
-    out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
-    idx = np.empty(out.shape, dtype=np.int64) if return_indices else None
-    if out.size:
-        run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel,
-                       channels_last=cl, parallel=parallel)
-    if not batched:
-        out = out[0]
-        idx = idx[0] if idx is not None else None
-    return (out, idx) if return_indices else out
-
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, *, layout="NCHW", parallel=True):
-    """2-D average pooling on the CPU with Numba (NumPy in, NumPy out).
-
-    Same arguments and results as :func:`poolkit.avg_pool2d`; ``parallel=False``
-    selects the serial kernel (inputs under ``PARALLEL_MIN_SIZE`` elements always
-    run serially).
-
-    See Also
-    --------
-    poolkit.reference.avg_pool2d : the plain-loop specification.
-    poolkit.gpu.avg_pool2d : the CUDA twin.
-    """
-    op = "avg_pool2d"
-    count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
-    override = G.check_divisor_override(divisor_override, op)
-    x, cl, batched, spatial = G.prepare_array(x, op, 2, layout, allow_int=False)
-    g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
-    parallel = _use_parallel(x, parallel)
-    out = np.empty(_out_shape(x, g, cl), dtype=x.dtype)
-    if out.size:
-        div_h, div_w = G.avg_divisors(g, count_include_pad, x.dtype)
-        run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, div_h, div_w, override,
-                       channels_last=cl, parallel=parallel)
-    return out if batched else out[0]

@@ -1,0 +1,85 @@
+"""The Numba pieces every CPU kernel shares: the serial/parallel twin compiler and the max step.
+
+One place per rule: :func:`vmax` is the NaN-aware max scan step of every CPU max
+kernel (2-d and n-d; ties keep the first maximum, the last NaN wins, bit for bit as
+PyTorch), and :func:`take_max` is the same step carrying the index. Kernel modules
+(:mod:`.kernels2d`, :mod:`.kernels_nd`) import these; host code never does.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+from numba import njit
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
+
+__all__ = ["njit_pair", "select", "vmax", "take_max"]
+
+
+def njit_pair(fn):
+    """Compile ``fn`` twice: serial and parallel (same source).
+
+    Numba's on-disk cache keys entries by function name, signature and bytecode,
+    not by the ``parallel`` flag, so the serial twin is a clone with its own
+    ``__qualname__``; otherwise one twin would load the other's machine code.
+    """
+    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                               fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + "_serial"
+    clone.__doc__ = fn.__doc__
+    serial = njit(cache=True, nogil=True)(clone)
+    parallel = njit(cache=True, nogil=True, parallel=True)(fn)
+    return serial, parallel
+
+
+
+
+# then reduce KW columns of ``tmp`` into the output row (pass 2: from L1). Pass 1
+# never branches; pass 2 needs no bounds checks because ``tmp`` is padded with the
+# identity (-inf / min int for max, 0 for sum) and long enough for ceil_mode's
+# overhang. Max values are exactly the same in any order; sums are added column
+# by column (sum over kw of the sum over kh), see ``avg_pool2d``'s notes.
+
+@intrinsic
+def select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` instruction, never a branch."""
+    if not (isinstance(cond, nbtypes.Boolean) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+    return a(cond, a, b), codegen
+
+
+@njit(inline="always")
+def vmax(v, a):
+    # One scan step of a NaN-aware max: candidate ``v`` (later in scan order)
+    # against the running maximum ``a``. ``v`` wins if it is larger or NaN, as in
+    # PyTorch's kernels: ties keep the first maximum (+0.0 before -0.0 stays +0.0)
+    # and of several NaNs the last one is kept, bit for bit. Combining partial
+    # results this way (earlier on the left) gives the same answer in any
+    # grouping, which is what lets the kernels below sweep rows first.
+    #
+    # How it is written matters. Python's ``v if v > a or v != v else a`` is
+    # lowered to branches; a single ``select(wins, v, a)`` is no better: in a loop
+    # ``t[i] = vmax(x[i], t[i])`` LLVM turns a store of a select between a new
+    # value and the value loaded from the same place into a *masked store*
+    # (``vmaskmovps``), microcoded on AMD Zen, which made these loops 2-5x
+    # slower. Nested selects (NaN case, ordered case; the shape of NumPy's own
+    # ``maximum``) store a blend of blends, which stays a plain store. Integers:
+    # the NaN tests fold away and LLVM emits ``vpmaxs*``.
+    return select((a != a) | (v != v), select(v != v, v, a), select(a >= v, a, v))
+
+
+@njit(inline="always")
+def take_max(v, a, g, flat):
+    # ``vmax`` with the index: the running (value ``a``, index ``g``) takes the
+    # candidate ``v`` and its flat index ``flat`` where ``v`` wins, so the index
+    # names the first maximum or the last NaN, as PyTorch's. ``g < 0``: no cell
+    # seen yet (needed for integer inputs equal to the identity; ``vmax`` gives
+    # ``v`` then, since ``a`` is still the identity). The index is a bit-mask
+    # select, for the same masked-store reason as in ``vmax``.
+    m = -np.int64((v > a) | (v != v) | (g < 0))
+    return vmax(v, a), (flat & m) | (g & ~m)
+

@@ -1,0 +1,337 @@
+"""The CPU kernels of the rest of the family and of every backward (plain Python functions).
+
+* **3-d pooling** (``max3d``/``avg3d``, channels-first and channels-last) is written
+  like the 2-D kernels: channels-first kernels sweep whole output rows per kernel
+  tap (vectorisable), channels-last kernels put the contiguous channel loop innermost.
+* **Everything else is one generic kernel per reduction on 5-D views**: 1-d and
+  2-d inputs get unit spatial dimensions (``(N, C, 1, 1, L)``, ``(N, C, 1, H, W)``)
+  so a single 3-D loop nest serves all of them: adaptive max/avg, the index
+  scatter (max backward, unpooling), the index gather (unpooling backward) and the
+  average-pooling gather (avg, adaptive avg and Lp backward).
+
+Every max step is :func:`._jit.vmax` / :func:`._jit.take_max` (the one NaN-aware
+max rule of the CPU backend). :data:`KERNELS` holds the compiled serial/parallel twins.
+"""
+from __future__ import annotations
+
+from numba import prange
+
+from ._jit import njit_pair, take_max, vmax
+
+__all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "adaptive_max_cf", "adaptive_max_cl",
+           "adaptive_avg_cf", "adaptive_avg_cl", "scatter", "gather", "avg_gather", "KERNELS"]
+
+
+# ---------------------------------------------------------------- 3-d pooling kernels
+def max3d_cf(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, KW, init):
+    """Max pooling over (N, C, D, H, W); parallel over (n, c); indices if ``want_idx``."""
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        for od in range(OD):
+            ds = od * SD - PD
+            for oh in range(OH):
+                hs = oh * SH - PH
+                for ow in range(OW):
+                    out[n, c, od, oh, ow] = init
+                    if want_idx:
+                        idx[n, c, od, oh, ow] = -1
+                for kd in range(KD):
+                    id_ = ds + kd * DD
+                    if id_ < 0 or id_ >= D:
+                        continue
+                    for kh in range(KH):
+                        ih = hs + kh * DH
+                        if ih < 0 or ih >= H:
+                            continue
+                        base = (id_ * H + ih) * W
+                        for kw in range(KW):
+                            off = kw * DW - PW
+                            # ow range with 0 <= ow*SW + off < W: one branch-free sweep
+                            lo = 0 if off >= 0 else (-off + SW - 1) // SW
+                            hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
+                            if hi > OW:
+                                hi = OW
+                            if want_idx:
+                                for ow in range(lo, hi):
+                                    iw = ow * SW + off
+                                    out[n, c, od, oh, ow], idx[n, c, od, oh, ow] = take_max(
+                                        x[n, c, id_, ih, iw], out[n, c, od, oh, ow],
+                                        idx[n, c, od, oh, ow], base + iw)
+                            else:
+                                for ow in range(lo, hi):
+                                    out[n, c, od, oh, ow] = vmax(x[n, c, id_, ih, ow * SW + off],
+                                                                 out[n, c, od, oh, ow])
+
+
+def max3d_cl(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, KW, init):
+    """Max pooling over (N, D, H, W, C); parallel over output rows; channels innermost."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        ds = od * SD - PD
+        hs = oh * SH - PH
+        for ow in range(OW):
+            ws = ow * SW - PW
+            for c in range(C):
+                out[n, od, oh, ow, c] = init
+                if want_idx:
+                    idx[n, od, oh, ow, c] = -1
+            for kd in range(KD):
+                id_ = ds + kd * DD
+                if id_ < 0 or id_ >= D:
+                    continue
+                for kh in range(KH):
+                    ih = hs + kh * DH
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kw in range(KW):
+                        iw = ws + kw * DW
+                        if iw < 0 or iw >= W:
+                            continue
+                        flat = (id_ * H + ih) * W + iw
+                        if want_idx:
+                            for c in range(C):
+                                out[n, od, oh, ow, c], idx[n, od, oh, ow, c] = take_max(
+                                    x[n, id_, ih, iw, c], out[n, od, oh, ow, c], idx[n, od, oh, ow, c], flat)
+                        else:
+                            for c in range(C):
+                                out[n, od, oh, ow, c] = vmax(x[n, id_, ih, iw, c], out[n, od, oh, ow, c])
+
+
+def avg3d_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override):
+    """Average pooling over (N, C, D, H, W): sum in scan order, one division (PyTorch's)."""
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        for od in range(OD):
+            ds = od * SD - PD
+            for oh in range(OH):
+                hs = oh * SH - PH
+                for ow in range(OW):
+                    out[n, c, od, oh, ow] = 0
+                for kd in range(KD):
+                    id_ = ds + kd
+                    if id_ < 0 or id_ >= D:
+                        continue
+                    for kh in range(KH):
+                        ih = hs + kh
+                        if ih < 0 or ih >= H:
+                            continue
+                        for kw in range(KW):
+                            off = kw - PW
+                            lo = 0 if off >= 0 else (-off + SW - 1) // SW
+                            hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
+                            if hi > OW:
+                                hi = OW
+                            for ow in range(lo, hi):
+                                out[n, c, od, oh, ow] += x[n, c, id_, ih, ow * SW + off]
+                for ow in range(OW):
+                    d = override if override > 0 else div_d[od] * div_h[oh] * div_w[ow]
+                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / d
+
+
+def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override):
+    """Average pooling over (N, D, H, W, C); parallel over output rows; channels innermost."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        ds = od * SD - PD
+        hs = oh * SH - PH
+        for ow in range(OW):
+            ws = ow * SW - PW
+            for c in range(C):
+                out[n, od, oh, ow, c] = 0
+            for kd in range(KD):
+                id_ = ds + kd
+                if id_ < 0 or id_ >= D:
+                    continue
+                for kh in range(KH):
+                    ih = hs + kh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kw in range(KW):
+                        iw = ws + kw
+                        if iw < 0 or iw >= W:
+                            continue
+                        for c in range(C):
+                            out[n, od, oh, ow, c] += x[n, id_, ih, iw, c]
+            d = override if override > 0 else div_d[od] * div_h[oh] * div_w[ow]
+            for c in range(C):
+                out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / d
+
+
+# ---------------------------------------------------------------- adaptive kernels (5-D views)
+def adaptive_max_cf(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
+    """Adaptive max over bins [s, e) per dimension; (N, C, D, H, W); parallel over (n, c)."""
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    m = init
+                    mi = -1
+                    for id_ in range(sd[od], ed[od]):
+                        for ih in range(sh[oh], eh[oh]):
+                            for iw in range(sw[ow], ew[ow]):
+                                m, mi = take_max(x[n, c, id_, ih, iw], m, mi, (id_ * H + ih) * W + iw)
+                    out[n, c, od, oh, ow] = m
+                    if want_idx:
+                        idx[n, c, od, oh, ow] = mi
+
+
+def adaptive_max_cl(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
+    """Adaptive max, channels-last (N, D, H, W, C); parallel over output rows."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        for ow in range(OW):
+            for c in range(C):
+                out[n, od, oh, ow, c] = init
+                if want_idx:
+                    idx[n, od, oh, ow, c] = -1
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
+                    for iw in range(sw[ow], ew[ow]):
+                        flat = (id_ * H + ih) * W + iw
+                        if want_idx:
+                            for c in range(C):
+                                out[n, od, oh, ow, c], idx[n, od, oh, ow, c] = take_max(
+                                    x[n, id_, ih, iw, c], out[n, od, oh, ow, c], idx[n, od, oh, ow, c], flat)
+                        else:
+                            for c in range(C):
+                                out[n, od, oh, ow, c] = vmax(x[n, id_, ih, iw, c], out[n, od, oh, ow, c])
+
+
+def adaptive_avg_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    """Adaptive average: sum in scan order, then divide by each bin size in turn (PyTorch's order).
+
+    ``kd``, ``kh``, ``kw`` are the bin sizes in ``x``'s dtype (a float32 divided by
+    an int64 would be computed in float64 by Numba and round differently).
+    """
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    out[n, c, od, oh, ow] = 0
+                    for id_ in range(sd[od], ed[od]):
+                        for ih in range(sh[oh], eh[oh]):
+                            for iw in range(sw[ow], ew[ow]):
+                                out[n, c, od, oh, ow] += x[n, c, id_, ih, iw]
+                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / kd[od] / kh[oh] / kw[ow]
+
+
+def adaptive_avg_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    """Adaptive average, channels-last; parallel over output rows; channels innermost."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        for ow in range(OW):
+            for c in range(C):
+                out[n, od, oh, ow, c] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
+                    for iw in range(sw[ow], ew[ow]):
+                        for c in range(C):
+                            out[n, od, oh, ow, c] += x[n, id_, ih, iw, c]
+            for c in range(C):
+                out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / kd[od] / kh[oh] / kw[ow]
+
+
+# ---------------------------------------------------------------- index scatter / gather, avg gather
+def scatter(src, idx, dst, accumulate):
+    """``dst[n, c, idx[n, c, p]] (+)= src[n, c, p]`` over (N, C, P); one thread per (n, c) plane.
+
+    Within a plane ``p`` runs in order, so accumulation order (max backward) and
+    "last write wins" (unpooling with repeated indices) never depend on threads.
+    """
+    N, C, P = src.shape
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        if accumulate:
+            for p in range(P):
+                dst[n, c, idx[n, c, p]] += src[n, c, p]
+        else:
+            for p in range(P):
+                dst[n, c, idx[n, c, p]] = src[n, c, p]
+
+
+def gather(src, idx, dst):
+    """``dst[n, c, p] = src[n, c, idx[n, c, p]]`` over (N, C, P) (unpooling backward)."""
+    N, C, P = dst.shape
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        for p in range(P):
+            dst[n, c, p] = src[n, c, idx[n, c, p]]
+
+
+def avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, nw):
+    """Average-pooling backward as a gather over (N, C, D, H, W); one thread per (n, c).
+
+    ``share`` holds ``grad_output / divisor`` per output cell; input cell ``i``
+    sums the shares of the windows ``[lo[i], hi[i])`` covering it, per dimension,
+    in increasing output order -- the order in which a scatter in output scan order
+    (PyTorch's CPU backward) adds them, so the result is bitwise the same.
+    Row by row: for each covering (od, oh) pair and each of the at most ``nw``
+    windows covering a cell along W, one sweep over the input row ``iw``.
+    """
+    N, C, D, H, W = gx.shape
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        for id_ in range(D):
+            for ih in range(H):
+                for iw in range(W):
+                    gx[n, c, id_, ih, iw] = 0
+                for od in range(lo_d[id_], hi_d[id_]):
+                    for oh in range(lo_h[ih], hi_h[ih]):
+                        for j in range(nw):
+                            for iw in range(W):
+                                ow = lo_w[iw] + j
+                                if ow < hi_w[iw]:
+                                    gx[n, c, id_, ih, iw] += share[n, c, od, oh, ow]
+
+
+#: ``KERNELS[(name, parallel)]`` -> compiled kernel. The twins come from
+
+
+#: ``KERNELS[(name, parallel)]`` -> compiled kernel (serial twin a renamed clone, see
+#: :func:`._jit.njit_pair`, so the two never share an on-disk cache entry).
+KERNELS = {}
+for _name, _fn in [
+    ("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("avg3d_cf", avg3d_cf), ("avg3d_cl", avg3d_cl),
+    ("adaptive_max_cf", adaptive_max_cf), ("adaptive_max_cl", adaptive_max_cl),
+    ("adaptive_avg_cf", adaptive_avg_cf), ("adaptive_avg_cl", adaptive_avg_cl),
+    ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather),
+]:
+    KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
+del _name, _fn

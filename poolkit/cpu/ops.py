@@ -1,0 +1,669 @@
+"""Host code of the CPU backend: validate once, allocate, pick a kernel, lay out the result.
+
+Two layers, each in its own half of this file:
+
+* **Runners** (``run_*``) take arrays that are already validated, batched and in
+  native byte order, plus a validated :class:`poolkit.geometry.PoolGeometry` (or
+  :class:`~poolkit.geometry.AdaptiveGeometry`), and never check an argument again.
+  :mod:`poolkit.dask` calls :func:`run_max_pool2d` / :func:`run_avg_pool2d` per block.
+* **Public functions** (``max_pool2d``, ..., every ``*_backward``) check their
+  arguments exactly once with :mod:`poolkit.geometry`, then call runners.
+
+1-d pooling runs on the 2-D kernels: an ``(N, C, L)`` array is viewed as
+``(N, C, 1, L)`` and its geometry lifted with :func:`poolkit.geometry.with_unit_dims`.
+Channels-last arrays go through the layout-free kernels (scatter, gathers) as
+strided channels-first views (no copy).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import get_num_threads
+
+from .. import _layout as Lay
+from .. import geometry as G
+from .._docs import document_twins
+from .kernels2d import KERNELS as _KERNELS_2D
+from .kernels_nd import KERNELS as _KERNELS_ND
+
+__all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS", "PARALLEL_MIN_SIZE"]
+
+#: ``KERNELS[(name, parallel)]`` -> compiled kernel: the 2-D ones and the n-d ones.
+KERNELS = {**_KERNELS_2D, **_KERNELS_ND}
+
+#: Inputs smaller than this many elements run the serial kernel even when
+#: ``parallel=True``: starting the thread pool costs more than the work.
+PARALLEL_MIN_SIZE = 1 << 15
+
+_NO_INDEX = np.empty((1, 1, 1, 1, 1), dtype=np.int64)  # placeholder when indices are not wanted
+
+
+# ================================================================ runners: 2-D kernels
+def _use_parallel(size, parallel):
+    return bool(parallel) and size >= PARALLEL_MIN_SIZE
+
+
+def _kernel(name, parallel, size):
+    """The serial or parallel twin: parallel only if asked and ``size`` (elements) reaches
+    :data:`PARALLEL_MIN_SIZE`."""
+    return KERNELS[(name, _use_parallel(size, parallel))]
+
+
+def _is_global(x, out, kernel, padding, dilation, channels_last):
+    """One window covering each whole contiguous NCHW plane: reduce planes as flat rows."""
+    return (not channels_last and x.flags.c_contiguous and out.flags.c_contiguous
+            and out.shape[2:] == (1, 1) and tuple(kernel) == x.shape[2:]
+            and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1))
+
+
+def _flat_rows(a):
+    """``a`` (N, H, W, C) as an (N, H, W*C) view, or None if that would need a copy."""
+    flat = a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+    return flat if np.may_share_memory(flat, a) else None
+
+
+def _nchunks(units, parallel):
+    """How many pieces the parallel loop of a scratch-using kernel is cut into."""
+    return max(1, min(units, 8 * get_num_threads())) if parallel else 1
+
+
+def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_last, parallel):
+    """Run the 2-D max kernel that fits, writing into ``out`` (and ``idx`` unless None).
+
+    The one place that picks a 2-D max kernel; the public functions and
+    :mod:`poolkit.dask` (per block, with block-local padding) both call it. ``x`` is
+    a validated 4-D native-order array, ``out``/``idx`` are preallocated with the
+    output shape, ``padding`` is the leading (top, left) padding; everything else
+    comes from ``out.shape``. ``parallel`` is taken as given (no size threshold).
+    Every kernel gives bitwise identical results.
+    """
+    SH, SW = stride
+    args = (SH, SW, *padding, *dilation, *kernel, G.max_identity(x.dtype))
+    par = bool(parallel)
+    if idx is not None and channels_last:
+        KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
+    elif idx is not None:
+        KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
+    elif _is_global(x, out, kernel, padding, dilation, channels_last):
+        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
+    elif channels_last:
+        # Flat (W*C) rows: views for C-contiguous arrays (and most others); an input
+        # whose W and C axes cannot be merged is copied, an output is written via a copy.
+        N, H, W, C = x.shape
+        flat = _flat_rows(out)
+        target = np.empty((N, out.shape[1], out.shape[2] * C), out.dtype) if flat is None else flat
+        KERNELS[("max_nhwc", par)](x.reshape(N, H, W * C), target,
+                                   _nchunks(out.shape[0] * out.shape[1], par), C, *args)
+        if flat is None:
+            out[...] = target.reshape(out.shape)
+    else:
+        KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+
+
+def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, channels_last, parallel):
+    """Run the 2-D average kernel that fits, writing into ``out``.
+
+    Like :func:`run_max_pool2d`; ``div_h``/``div_w`` are the per-dimension divisor
+    tables of :func:`poolkit.geometry.avg_divisor_table` for these outputs, in
+    ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
+    sums a window in PyTorch's order, so all give bitwise identical results.
+    """
+    par = bool(parallel)
+    if _is_global(x, out, kernel, padding, (1, 1), channels_last):
+        d = override or int(div_h[0] * div_w[0])
+        KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
+        return
+    args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
+    if channels_last:
+        KERNELS[("avg_nhwc_small" if kernel[0] * kernel[1] <= 4 else "avg_nhwc", par)](x, out, *args)
+    else:
+        KERNELS[("avg_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+
+
+# ================================================================ runners: any nd
+def _empty(x, cl, spatial, dtype=None):
+    N, C = Lay.nc(x.shape, cl)
+    return np.empty(Lay.batched_shape(N, C, spatial, cl), dtype=x.dtype if dtype is None else dtype)
+
+
+def run_max_pool(x, g, cl, want_idx, parallel):
+    """Max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
+    if g.nd == 1:  # the 2-D kernels on an H = 1 view
+        out, idx = run_max_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, want_idx, parallel)
+        return Lay.from_2d(out, cl), (None if idx is None else Lay.from_2d(idx, cl))
+    out = _empty(x, cl, g.out_size)
+    idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
+    if out.size:
+        if g.nd == 2:
+            run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel, channels_last=cl,
+                           parallel=_use_parallel(x.size, parallel))
+        else:
+            _kernel("max3d_cl" if cl else "max3d_cf", parallel, x.size)(
+                x, out, _NO_INDEX if idx is None else idx, want_idx, *g.stride, *g.padding,
+                *g.dilation, *g.kernel, G.max_identity(x.dtype))
+    return out, idx
+
+
+def run_avg_pool(x, g, cl, count_include_pad, override, parallel):
+    """Average pooling of a batched float array (``override``: divisor_override or 0)."""
+    if g.nd == 1:
+        out = run_avg_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, count_include_pad, override,
+                           parallel)
+        return Lay.from_2d(out, cl)
+    out = _empty(x, cl, g.out_size)
+    if out.size:
+        tables = G.avg_divisors(g, count_include_pad, x.dtype)
+        if g.nd == 2:
+            run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, *tables, override, channels_last=cl,
+                           parallel=_use_parallel(x.size, parallel))
+        else:
+            _kernel("avg3d_cl" if cl else "avg3d_cf", parallel, x.size)(
+                x, out, *g.stride, *g.padding, *g.kernel, *tables, x.dtype.type(override))
+    return out
+
+
+def _bins5(ag):
+    """Per-dimension (start, stop) int64 arrays, unit dims first, for the 5-D kernels."""
+    tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - ag.nd)
+    return tables + [ag.bins(i) for i in range(ag.nd)]
+
+
+def run_adaptive_max_pool(x, ag, cl, want_idx, parallel):
+    """Adaptive max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
+    out = _empty(x, cl, ag.out_size)
+    idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
+    if out.size:
+        nd = ag.nd
+        _kernel("adaptive_max_cl" if cl else "adaptive_max_cf", parallel, max(x.size, out.size))(
+            Lay.to5(x, nd, cl), Lay.to5(out, nd, cl), _NO_INDEX if idx is None else Lay.to5(idx, nd, cl),
+            want_idx, *(t for pair in _bins5(ag) for t in pair), G.max_identity(x.dtype))
+    return out, idx
+
+
+def run_adaptive_avg_pool(x, ag, cl, parallel):
+    """Adaptive average pooling of a batched float array."""
+    out = _empty(x, cl, ag.out_size)
+    if out.size:
+        bins = _bins5(ag)
+        sizes = [(b - a).astype(x.dtype) for a, b in bins]
+        _kernel("adaptive_avg_cl" if cl else "adaptive_avg_cf", parallel, max(x.size, out.size))(
+            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes)
+    return out
+
+
+def _scatter_to(src, idx, dst, cl, accumulate, parallel):
+    """``dst[idx] (+)= src`` per plane, in scan order (max backward, unpooling)."""
+    if src.size:
+        s, i, d = Lay.flat3(src, cl), Lay.flat3(idx, cl), Lay.flat3(dst, cl)
+        _kernel("scatter", parallel, max(src.size, dst.size))(s, i, d, bool(accumulate))
+    return dst
+
+
+def _divisor_array(g, count_include_pad, override, dtype):
+    """The divisor of every output cell (the product of per-dimension counts), as ``dtype``."""
+    if override:
+        return dtype.type(override)
+    div = np.ones((1,) * g.nd, dtype=np.int64)
+    for i, t in enumerate(G.avg_divisor_table(g, count_include_pad)):
+        div = div * t.reshape((1,) * i + (-1,) + (1,) * (g.nd - i - 1))
+    return div.astype(dtype)
+
+
+def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):
+    """Gather ``share`` (per output cell) back over the windows given per dimension as (start, stop)."""
+    gx = np.zeros(x_shape, dtype=dtype)
+    if gx.size and share.size:
+        tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - nd)
+        tables += [G.covering_windows(a, b, L) for (a, b), L in zip(starts_stops, in_size)]
+        lo_w, hi_w = tables[-1]
+        _kernel("avg_gather", parallel, max(gx.size, share.size))(
+            Lay.cf5(share, nd, cl), Lay.cf5(gx, nd, cl), *(t for pair in tables for t in pair),
+            int((hi_w - lo_w).max()))
+    return gx
+
+
+def _spread_avg(grad, x, g, cl, count_include_pad, override, parallel):
+    """Average-pooling backward: ``grad / divisor`` gathered over the windows of ``g``."""
+    div = _divisor_array(g, count_include_pad, override, x.dtype)
+    if isinstance(div, np.ndarray):
+        div = div.reshape(Lay.cell_shape(div.shape, cl))
+    share = grad / div  # PyTorch: grad_delta = grad_output / divide_factor, once per output cell
+    return _spread(share, x.shape, x.dtype, G.window_extents(g), g.in_size, g.nd, cl, parallel)
+
+
+def _sign(a):
+    """PyTorch's sign: 0 for NaN (NumPy's gives NaN); used in the Lp gradients."""
+    return np.where(np.isnan(a), a.dtype.type(0), np.sign(a))
+
+
+def run_lp_pool(x, p, g, cl, parallel):
+    """PyTorch's Lp pooling: ``(sign(a) * relu(|a|) * K) ** (1/p)``, ``a = avg_pool(x**p)``.
+
+    A ceil_mode window that overhangs the input is averaged over its real cells,
+    then scaled by the full kernel size ``K``; ``p = inf`` is ``max_pool(|x|)`` and
+    ``-inf`` is ``-max_pool(-|x|)``.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if math.isinf(p):
+            s = 1 if p > 0 else -1
+            out = s * run_max_pool(s * np.abs(x), g, cl, False, parallel)[0]
+        else:
+            a = run_avg_pool(x ** p, g, cl, True, 0, parallel)
+            out = (a * math.prod(g.kernel)) ** (1.0 / p)
+    return out.astype(x.dtype, copy=False)
+
+
+def run_lp_pool_backward(grad, x, p, g, cl, parallel):
+    """PyTorch's autograd values for :func:`run_lp_pool` (a zero window sum gives zero)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if math.isinf(p):
+            s = 1 if p > 0 else -1
+            idx = run_max_pool(s * np.abs(x), g, cl, True, parallel)[1]
+            g_abs = _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel)
+            return g_abs * _sign(x)
+        K = math.prod(g.kernel)
+        a = run_avg_pool(x ** p, g, cl, True, 0, parallel)
+        b = a * K
+        gt = grad * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
+        sa = _sign(a)  # through sign(a) * relu(|a|): relu masks |a| <= 0, sign(a) enters twice
+        ga = np.where(a == 0, x.dtype.type(0), gt * sa * sa)  # zero sum -> zero gradient
+        g_pow = _spread_avg(ga, x, g, cl, True, 0, parallel)
+        gx = g_pow * (p * x ** (p - 1.0))
+    return gx.astype(x.dtype, copy=False)
+
+
+# ================================================================ argument checks (once per call)
+def _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, layout, allow_int):
+    """Validate a windowed call: ``(x batched, channels_last, batched, geometry)``."""
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
+    g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    return x, cl, batched, g
+
+
+def _adaptive_call(op, nd, x, output_size, layout, allow_int):
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
+    return x, cl, batched, G.make_adaptive_geometry(op, spatial, output_size)
+
+
+def _grad(grad_output, x, out_spatial, cl, batched, op):
+    """Check ``grad_output`` (forward output's shape, ``x``'s dtype); return it batched."""
+    shape = Lay.batched_shape(*Lay.nc(x.shape, cl), out_spatial, cl)
+    g = G.check_grad_output(grad_output, x, shape if batched else shape[1:], op)
+    return g if batched else g[None]
+
+
+def _user_indices(indices, shape, batched, op, n_cells):
+    """Check indices given by the caller: shape, integer dtype, values inside one plane."""
+    idx = G.check_indices(indices, shape if batched else shape[1:], op)
+    if idx.size:
+        G.check_index_range(idx.min(), idx.max(), n_cells, op)
+    return idx if batched else idx[None]
+
+
+def _max_indices(op, x, cl, batched, out_spatial, indices, compute):
+    """The caller's indices (checked), or ``compute()``'s."""
+    if indices is None:
+        return compute()
+    shape = Lay.batched_shape(*Lay.nc(x.shape, cl), out_spatial, cl)
+    return _user_indices(indices, shape, batched, op, math.prod(Lay.spatial_shape(x.shape, cl)))
+
+
+def _results(batched, out, idx=None):
+    out = Lay.unbatch(out, batched)
+    return out if idx is None else (out, Lay.unbatch(idx, batched))
+
+
+# ================================================================ public functions
+def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout,
+              parallel):
+    return_indices = G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
+                                     layout, True)
+    return _results(batched, *run_max_pool(x, g, cl, return_indices, parallel))
+
+
+def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
+                       return_indices, indices, layout, parallel):
+    G.check_bool(return_indices, "return_indices", op)  # accepted so F's arguments pass unchanged
+    x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
+                                     layout, False)
+    grad = _grad(grad_output, x, g.out_size, cl, batched, op)
+    idx = _max_indices(op, x, cl, batched, g.out_size, indices,
+                       lambda: run_max_pool(x, g, cl, True, parallel)[1])
+    return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
+
+
+def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+              layout, parallel):
+    cip = G.check_bool(count_include_pad, "count_include_pad", op)
+    override = G.check_divisor_override(divisor_override, op)
+    x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, 1, ceil_mode, layout, False)
+    return _results(batched, run_avg_pool(x, g, cl, cip, override, parallel))
+
+
+def _avg_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
+                       count_include_pad, divisor_override, layout, parallel):
+    cip = G.check_bool(count_include_pad, "count_include_pad", op)
+    override = G.check_divisor_override(divisor_override, op)
+    x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, 1, ceil_mode, layout, False)
+    grad = _grad(grad_output, x, g.out_size, cl, batched, op)
+    return _results(batched, _spread_avg(grad, x, g, cl, cip, override, parallel))
+
+
+def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel):
+    return_indices = G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, True)
+    return _results(batched, *run_adaptive_max_pool(x, ag, cl, return_indices, parallel))
+
+
+def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout,
+                           parallel):
+    G.check_bool(return_indices, "return_indices", op)
+    x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
+    grad = _grad(grad_output, x, ag.out_size, cl, batched, op)
+    idx = _max_indices(op, x, cl, batched, ag.out_size, indices,
+                       lambda: run_adaptive_max_pool(x, ag, cl, True, parallel)[1])
+    return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
+
+
+def _adaptive_avg(op, nd, x, output_size, layout, parallel):
+    x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
+    return _results(batched, run_adaptive_avg_pool(x, ag, cl, parallel))
+
+
+def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel):
+    x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
+    share = _grad(grad_output, x, ag.out_size, cl, batched, op)
+    for i in range(nd):  # PyTorch: grad / kd / kh / kw, one bin size after the other
+        start, stop = ag.bins(i)
+        size = (stop - start).astype(x.dtype)
+        share = share / size.reshape((1,) * (i + (1 if cl else 2)) + (-1,) + (1,) * (nd - i - 1 + cl))
+    gx = _spread(share, x.shape, x.dtype, [ag.bins(i) for i in range(nd)], ag.in_size, nd, cl, parallel)
+    return _results(batched, gx)
+
+
+def _lp_call(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
+    p = G.check_norm_type(norm_type, op)
+    return (p,) + _window_call(op, nd, x, kernel_size, stride, 0, 1, ceil_mode, layout, False)
+
+
+def _lp_pool(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout, parallel):
+    p, x, cl, batched, g = _lp_call(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout)
+    return _results(batched, run_lp_pool(x, p, g, cl, parallel))
+
+
+def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ceil_mode, layout, parallel):
+    p, x, cl, batched, g = _lp_call(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout)
+    grad = _grad(grad_output, x, g.out_size, cl, batched, op)
+    return _results(batched, run_lp_pool_backward(grad, x, p, g, cl, parallel))
+
+
+def _unpool_call(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
+    x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
+    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size)
+    idx = _user_indices(indices, x.shape, batched, op, math.prod(size))
+    return x, cl, batched, size, idx
+
+
+def _max_unpool(op, nd, x, indices, kernel_size, stride, padding, output_size, layout, parallel):
+    x, cl, batched, size, idx = _unpool_call(op, nd, x, indices, kernel_size, stride, padding,
+                                             output_size, layout)
+    out = np.zeros(Lay.batched_shape(*Lay.nc(x.shape, cl), size, cl), dtype=x.dtype)
+    return _results(batched, _scatter_to(x, idx, out, cl, False, parallel))
+
+
+def _max_unpool_backward(op, nd, grad_output, x, indices, kernel_size, stride, padding, output_size,
+                         layout, parallel):
+    x, cl, batched, size, idx = _unpool_call(op, nd, x, indices, kernel_size, stride, padding,
+                                             output_size, layout)
+    grad = _grad(grad_output, x, size, cl, batched, op)
+    gx = np.empty(x.shape, dtype=x.dtype)
+    if gx.size:
+        _kernel("gather", parallel, max(gx.size, grad.size))(
+            Lay.flat3(grad, cl), Lay.flat3(idx, cl), Lay.flat3(gx, cl))
+    return _results(batched, gx)
+
+
+def _global(op, keepdims, layout):
+    return G.check_bool(keepdims, "keepdims", op), G.check_layout(layout, 2, op)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCL", parallel=True):
+    return _max_pool("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices, layout, parallel)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCHW", parallel=True):
+    return _max_pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices, layout, parallel)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, layout="NCDHW", parallel=True):
+    return _max_pool("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices, layout, parallel)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               *, layout="NCL", parallel=True):
+    return _avg_pool("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     None, layout, parallel)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, layout="NCHW", parallel=True):
+    return _avg_pool("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, layout, parallel)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, layout="NCDHW", parallel=True):
+    return _avg_pool("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, layout, parallel)
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", parallel=True):
+    return _adaptive_max("adaptive_max_pool1d", 1, x, output_size, return_indices, layout, parallel)
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", parallel=True):
+    return _adaptive_max("adaptive_max_pool2d", 2, x, output_size, return_indices, layout, parallel)
+
+
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", parallel=True):
+    return _adaptive_max("adaptive_max_pool3d", 3, x, output_size, return_indices, layout, parallel)
+
+
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL", parallel=True):
+    return _adaptive_avg("adaptive_avg_pool1d", 1, x, output_size, layout, parallel)
+
+
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", parallel=True):
+    return _adaptive_avg("adaptive_avg_pool2d", 2, x, output_size, layout, parallel)
+
+
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", parallel=True):
+    return _adaptive_avg("adaptive_avg_pool3d", 3, x, output_size, layout, parallel)
+
+
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True):
+    keepdims, cl = _global("global_max_pool2d", keepdims, layout)
+    return Lay.drop_unit(_adaptive_max("global_max_pool2d", 2, x, 1, False, layout, parallel), keepdims, cl)
+
+
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True):
+    keepdims, cl = _global("global_avg_pool2d", keepdims, layout)
+    return Lay.drop_unit(_adaptive_avg("global_avg_pool2d", 2, x, 1, layout, parallel), keepdims, cl)
+
+
+def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL", parallel=True):
+    return _lp_pool("lp_pool1d", 1, x, norm_type, kernel_size, stride, ceil_mode, layout, parallel)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCHW", parallel=True):
+    return _lp_pool("lp_pool2d", 2, x, norm_type, kernel_size, stride, ceil_mode, layout, parallel)
+
+
+def lp_pool3d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCDHW", parallel=True):
+    return _lp_pool("lp_pool3d", 3, x, norm_type, kernel_size, stride, ceil_mode, layout, parallel)
+
+
+def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCL",
+                 parallel=True):
+    return _max_unpool("max_unpool1d", 1, x, indices, kernel_size, stride, padding, output_size,
+                       layout, parallel)
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, layout="NCHW",
+                 parallel=True):
+    return _max_unpool("max_unpool2d", 2, x, indices, kernel_size, stride, padding, output_size,
+                       layout, parallel)
+
+
+def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+                 layout="NCDHW", parallel=True):
+    return _max_unpool("max_unpool3d", 3, x, indices, kernel_size, stride, padding, output_size,
+                       layout, parallel)
+
+
+# ---------------------------------------------------------------- backward
+def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL",
+                        parallel=True):
+    return _max_pool_backward("max_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
+                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+
+
+def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW",
+                        parallel=True):
+    return _max_pool_backward("max_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
+                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+
+
+def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW",
+                        parallel=True):
+    return _max_pool_backward("max_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
+                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+
+
+def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, *, layout="NCL", parallel=True):
+    return _avg_pool_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
+                              ceil_mode, count_include_pad, None, layout, parallel)
+
+
+def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW", parallel=True):
+    return _avg_pool_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
+                              ceil_mode, count_include_pad, divisor_override, layout, parallel)
+
+
+def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW", parallel=True):
+    return _avg_pool_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
+                              ceil_mode, count_include_pad, divisor_override, layout, parallel)
+
+
+def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCL", parallel=True):
+    return _adaptive_max_backward("adaptive_max_pool1d_backward", 1, grad_output, x, output_size,
+                                  return_indices, indices, layout, parallel)
+
+
+def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCHW", parallel=True):
+    return _adaptive_max_backward("adaptive_max_pool2d_backward", 2, grad_output, x, output_size,
+                                  return_indices, indices, layout, parallel)
+
+
+def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
+                                 layout="NCDHW", parallel=True):
+    return _adaptive_max_backward("adaptive_max_pool3d_backward", 3, grad_output, x, output_size,
+                                  return_indices, indices, layout, parallel)
+
+
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL", parallel=True):
+    return _adaptive_avg_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size,
+                                  layout, parallel)
+
+
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW", parallel=True):
+    return _adaptive_avg_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size,
+                                  layout, parallel)
+
+
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW", parallel=True):
+    return _adaptive_avg_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size,
+                                  layout, parallel)
+
+
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True):
+    op = "global_max_pool2d_backward"
+    keepdims, cl = _global(op, keepdims, layout)
+    return _adaptive_max_backward(op, 2, Lay.add_unit(grad_output, keepdims, cl), x, 1, False, None,
+                                  layout, parallel)
+
+
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True):
+    op = "global_avg_pool2d_backward"
+    keepdims, cl = _global(op, keepdims, layout)
+    return _adaptive_avg_backward(op, 2, Lay.add_unit(grad_output, keepdims, cl), x, 1, layout, parallel)
+
+
+def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCL", parallel=True):
+    return _lp_pool_backward("lp_pool1d_backward", 1, grad_output, x, norm_type, kernel_size, stride,
+                             ceil_mode, layout, parallel)
+
+
+def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCHW", parallel=True):
+    return _lp_pool_backward("lp_pool2d_backward", 2, grad_output, x, norm_type, kernel_size, stride,
+                             ceil_mode, layout, parallel)
+
+
+def lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                       layout="NCDHW", parallel=True):
+    return _lp_pool_backward("lp_pool3d_backward", 3, grad_output, x, norm_type, kernel_size, stride,
+                             ceil_mode, layout, parallel)
+
+
+def max_unpool1d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCL", parallel=True):
+    return _max_unpool_backward("max_unpool1d_backward", 1, grad_output, x, indices, kernel_size,
+                                stride, padding, output_size, layout, parallel)
+
+
+def max_unpool2d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCHW", parallel=True):
+    return _max_unpool_backward("max_unpool2d_backward", 2, grad_output, x, indices, kernel_size,
+                                stride, padding, output_size, layout, parallel)
+
+
+def max_unpool3d_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
+                          output_size=None, *, layout="NCDHW", parallel=True):
+    return _max_unpool_backward("max_unpool3d_backward", 3, grad_output, x, indices, kernel_size,
+                                stride, padding, output_size, layout, parallel)
+
+
+# ---------------------------------------------------------------- docstrings (one template: poolkit._docs)
+def _summary(name):
+    if name.endswith("_backward"):
+        return f"Gradient of :func:`poolkit.{name[:-9]}` w.r.t. ``x`` on the CPU (deterministic)."
+    if name.endswith("1d") and name.startswith(("max_pool", "avg_pool")):
+        return f"``{name}`` on the CPU (the 2-D kernels on an H = 1 view)."
+    if name.startswith("global"):
+        return f"``{name}`` on the CPU (adaptive pooling to 1 x 1)."
+    if name.startswith(("max_pool", "avg_pool")):
+        return f"``{name}`` on the CPU with Numba (NumPy in, NumPy out)."
+    return f"``{name}`` on the CPU with Numba (generic kernel on 5-D views)."
+
+
+document_twins(globals(), G.OPS, "cpu", _summary,
+               "``parallel=False`` runs the serial kernel (inputs under\n    ``PARALLEL_MIN_SIZE`` "
+               "elements always do).")
