@@ -1,19 +1,75 @@
-"""The CPU benchmark's plumbing (``python -m poolkit.bench``) on tiny cases; no timing is asserted."""
+"""The benchmarks' plumbing (``python -m poolkit.bench``, package ``poolkit.bench``) on tiny cases.
+
+No timing is asserted. The GPU benchmark's own runs (``--gpu --smoke`` on the simulator, the
+message without a GPU) are in test_gpu.py; here only its command line and the layering.
+"""
+import ast
+import pathlib
+import subprocess
+import sys
+
 import numba
 import pytest
 
 from poolkit import bench
+from poolkit.bench import __main__ as cli
+from poolkit.bench import cases, cpu
 
 TINY = [("max 3x3 s2 p1", "max", (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1), True),
         ("avg 7x7", "avg", (2, 5, 7, 7), dict(kernel_size=7), False),
         ("max +indices", "max", (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1, return_indices=True), False)]
 
+BENCH_DIR = pathlib.Path(bench.__file__).parent
+
+
+def test_package_reexports_the_cases():
+    assert bench.CASES is cases.CASES and bench.INDEX_CASES is cases.INDEX_CASES
+    assert all(len(c) == 5 and c[1] in ("max", "avg") and len(c[2]) == 4 for c in cases.CASES + cases.INDEX_CASES)
+    assert all(c[3].get("return_indices") for c in cases.INDEX_CASES)
+
+
+def _poolkit_imports(path):
+    """Modules a file imports, relative imports resolved inside poolkit.bench."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert not any(a.name == "*" for a in node.names), f"star import in {path.name}"
+            mod = node.module or ""
+            if node.level:
+                mod = "poolkit.bench" + (f".{mod}" if mod else "")
+            names.add(mod)
+            names.update(f"{mod}.{a.name}" for a in node.names)
+    return names
+
+
+def test_layering_no_import_circles():
+    imports = {p.stem: _poolkit_imports(p) for p in BENCH_DIR.glob("*.py")}
+    assert not any(n.startswith(("poolkit", "numba")) for n in imports["cases"])
+    assert "poolkit.bench.gpu" not in imports["cpu"] and "poolkit.bench.cpu" not in imports["gpu"]
+    assert not any(n.startswith(("poolkit.bench.cpu", "poolkit.bench.gpu")) for n in imports["__init__"])
+    for name, used in imports.items():  # only public names of poolkit's other modules
+        assert not [n for n in used if n.startswith("poolkit.") and not n.startswith("poolkit.bench")
+                    and n.split(".")[-1].startswith("_")], name
+
+
+def test_cpu_benchmark_never_imports_cuda():
+    code = ("import sys; from poolkit.bench import __main__ as m, cases; "
+            "cases.CASES[:] = [('avg 7x7', 'avg', (1, 2, 7, 7), dict(kernel_size=7), True)]; "
+            "assert m.main(['--repeat', '1', '--threads', '1', '--no-torch']) == 0; "
+            "bad = [n for n in sys.modules if n.startswith(('numba.cuda', 'poolkit.gpu', 'poolkit.bench.gpu'))]; "
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "| avg 7x7 | NCHW | 1x2x7x7 |" in out.stdout and "| avg 7x7 | NHWC |" in out.stdout
+
 
 def test_interleaved_rounds_time_every_contender_alike():
     calls = []
-    times = bench._interleaved_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=4)
+    times = cpu.interleaved_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=4)
     # 2 rounds of (1 untimed + BLOCK timed) calls each, contenders alternating by round
-    per = 1 + bench.BLOCK
+    per = 1 + cpu.BLOCK
     assert calls == (["a"] * per + ["b"] * per) * 2
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
 
@@ -23,7 +79,7 @@ def test_run_and_table(use_torch):
     if use_torch:
         pytest.importorskip("torch")
     threads = numba.get_num_threads()
-    rows = bench.run(threads=1, repeat=1, cases=TINY, use_torch=use_torch)
+    rows = cpu.run(threads=1, repeat=1, cases=TINY, use_torch=use_torch)
     assert numba.get_num_threads() == threads  # restored
     assert [(r["case"], r["layout"]) for r in rows] == [(c[0], lay) for c in TINY for lay in ("NCHW", "NHWC")]
     for r in rows:
@@ -32,8 +88,66 @@ def test_run_and_table(use_torch):
             assert r["matches_torch"] == "bitwise"  # same order of operations as PyTorch's CPU kernels
         else:
             assert "torch" not in r
-    table = bench.format_table(rows, threads=1)
+    table = cpu.format_table(rows, threads=1)
     assert table.count("\n| ") == len(rows)
     assert "large cases: poolkit/copy worst" in table
     assert [r["extra"] for r in rows] == [False] * 4 + [True] * 2  # index cases stay out of the summary
     assert ("speed-up vs torch min" in table) == use_torch
+
+
+@pytest.mark.parametrize("indices", [False, True])
+def test_cli_runs_the_cpu_suite_and_writes_the_report(monkeypatch, tmp_path, capsys, indices):
+    monkeypatch.setattr(cases, "CASES", TINY[:2])
+    monkeypatch.setattr(cases, "INDEX_CASES", TINY[2:])
+    out = tmp_path / "cpu.md"
+    argv = ["--repeat", "1", "--threads", "1", "--layout", "NHWC", "--no-torch", "--out", str(out)]
+    assert cli.main(argv + ["--indices"] * indices) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.startswith("poolkit CPU benchmark -- ") and ", 1 threads, " in stdout.splitlines()[0]
+    labels = [c[0] for c in TINY[:2 + indices]]
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and "NHWC" in line]
+    assert [line.split(" | ")[0][2:] for line in rows] == labels
+    assert "NCHW |" not in stdout and "torch ms" not in stdout
+    report = out.read_text()
+    assert report.startswith("# poolkit CPU benchmark, ")
+    assert f"Command: `python -m poolkit.bench {' '.join(argv + ['--indices'] * indices)}`" in report
+    assert report.rstrip().endswith(stdout.rstrip().splitlines()[-1])
+
+
+def test_cli_first_call_table(monkeypatch, capsys):
+    monkeypatch.setattr(cpu, "first_call_latency", lambda: [("cold cache (compiles)", 0.5, 2.25, 1e-5)])
+    assert cli.main(["--first-call"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "| fresh process | import s | first max_pool2d s | second call s |", "|---|---|---|---|",
+        "| cold cache (compiles) | 0.500 | 2.250 | 0.000010 |"]
+
+
+def test_first_call_latency_runs_fresh_processes(monkeypatch):
+    runs = []
+
+    def fake_run(cmd, env, **kw):
+        runs.append((cmd[0], env["NUMBA_CACHE_DIR"]))
+        return subprocess.CompletedProcess(cmd, 0, stdout="0.1 0.2 0.003\n")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    rows = cpu.first_call_latency()
+    assert [r[0] for r in rows] == ["cold cache (compiles)", "warm cache (loads)"]
+    assert rows[0][1:] == (0.1, 0.2, 0.003)
+    assert runs[0] == runs[1] and runs[0][0] == sys.executable  # same (fresh) cache directory for both
+
+
+def test_cli_options_and_gpu_dispatch(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--bogus"])
+    assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    cpu_help = capsys.readouterr().out
+    assert e.value.code == 0 and "--first-call" in cpu_help and "--gpu" in cpu_help and "--smoke" not in cpu_help
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--repeat", "3", "--gpu", "--help"])  # --gpu anywhere selects the GPU benchmark's options
+    gpu_help = capsys.readouterr().out
+    assert e.value.code == 0 and gpu_help.startswith("usage: python -m poolkit.bench --gpu")
+    assert "--smoke" in gpu_help and "--min-mb" in gpu_help and "--first-call" not in gpu_help
+    with pytest.raises(SystemExit):
+        cli.main(["--gpu", "--threads", "2"])  # a CPU-only option
+    assert "unrecognized arguments: --threads" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""Command line of the benchmarks: ``python -m poolkit.bench [--gpu] [options]``.
+
+Without ``--gpu`` it runs the CPU benchmark (:mod:`poolkit.bench.cpu`), or with
+``--first-call`` only its import and first-call latency. With ``--gpu`` it runs the
+CUDA benchmark (:mod:`poolkit.bench.gpu`) instead, which takes its own options
+(``python -m poolkit.bench --gpu --help``); only then is the GPU benchmark imported.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+
+from poolkit.bench import cases
+
+PROG = "python -m poolkit.bench"
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pick = argparse.ArgumentParser(add_help=False)
+    pick.add_argument("--gpu", action="store_true")
+    return _main_gpu(argv) if pick.parse_known_args(argv)[0].gpu else _main_cpu(argv)
+
+
+def _layouts(choice):
+    return cases.LAYOUTS if choice == "both" else (choice,)
+
+
+def _write_report(path, title, date, argv, table):
+    """The ``--out`` file: a heading, the command that made it, the table."""
+    with open(path, "w") as fh:
+        fh.write(f"# poolkit {title} benchmark, {date}\n\nCommand: `{' '.join([PROG, *argv])}`\n\n{table}\n")
+
+
+def _main_cpu(argv):
+    from poolkit.bench import cpu as cpu_bench
+
+    p = argparse.ArgumentParser(prog=PROG, description=cpu_bench.__doc__.split("\n\n")[0])
+    p.add_argument("--gpu", action="store_true",
+                   help="run the CUDA benchmark instead (poolkit.bench.gpu; --gpu --help lists its options)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=15,
+                   help=f"timed calls per contender and case (rounded up to a multiple of {cpu_bench.BLOCK})")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every batch size (default 1)")
+    p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--indices", action="store_true",
+                   help="also time max pooling with return_indices=True (outside the summary lines)")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--first-call", action="store_true",
+                   help="only measure import and first-call latency in fresh processes")
+    args = p.parse_args(argv)
+    if args.first_call:
+        print(cpu_bench.format_first_call(cpu_bench.first_call_latency()))
+        return 0
+    print(f"poolkit CPU benchmark -- {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads, {datetime.date.today()}", flush=True)
+    suite = cases.CASES + cases.INDEX_CASES if args.indices else cases.CASES
+    rows = cpu_bench.run(args.threads, args.repeat, args.scale, _layouts(args.layout), suite,
+                         use_torch=not args.no_torch)
+    table = cpu_bench.format_table(rows, args.threads)
+    print(table)
+    if args.out:
+        _write_report(args.out, "CPU", datetime.date.today(), argv, table)
+    return 0
+
+
+def _main_gpu(argv):
+    from poolkit.bench import gpu as gpu_bench
+
+    p = argparse.ArgumentParser(prog=f"{PROG} --gpu", description=gpu_bench.__doc__.split("\n\n")[0])
+    p.add_argument("--gpu", action="store_true", help=argparse.SUPPRESS)  # what chose this parser
+    p.add_argument("--repeat", type=int, default=25, help="measurements per median (default 25)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="multiply every batch size by this (default: auto, see --min-mb)")
+    p.add_argument("--min-mb", type=float, default=512,
+                   help="auto scale: each input at least this many MB and 4x the CPU batch (default 512)")
+    p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--case", action="append", help="only cases whose label contains this (repeatable)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny shapes and a tiny launch configuration: exercises every code path "
+                        "(also on Numba's CUDA simulator); timings are meaningless")
+    args = p.parse_args(argv)
+    reason = gpu_bench.unavailable_reason(args.smoke)
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
+    with gpu_bench.launch_config(args.smoke):
+        print(f"poolkit GPU benchmark ({'smoke' if args.smoke else 'full'}), {datetime.date.today()}",
+              flush=True)
+        rows, info = gpu_bench.run(scale=args.scale, min_mb=args.min_mb, repeat=max(1, args.repeat),
+                                   layouts=_layouts(args.layout), use_torch=not args.no_torch,
+                                   smoke=args.smoke, dtype=args.dtype, only=args.case, log=cases.progress)
+    table = gpu_bench.format_table(rows, info)
+    print(table)
+    if args.out:
+        _write_report(args.out, "GPU", info["date"], argv, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
