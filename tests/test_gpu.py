@@ -26,6 +26,7 @@ from numba import cuda  # noqa: E402
 
 import poolkit  # noqa: E402
 from poolkit import cpu, gpu, reference  # noqa: E402
+from poolkit.gpu import device as gpu_device  # noqa: E402
 from poolkit import geometry as G  # noqa: E402
 from strategies import assert_avg_close, pool2d_problem  # noqa: E402
 
@@ -335,9 +336,17 @@ def test_count_global_loads_matches_brute_force():
 
 def test_launch_argument_types_are_the_ptx_tested_ones(monkeypatch):
     """Every launch the public API makes uses a specialization test_ptx.py compiles."""
+    import numba
+
     shipped = {(name, sig) for name, _, sig in gpu.kernel_specializations()}
     seen = set()
-    monkeypatch.setattr(gpu, "_RECORD", seen)
+    real = gpu_device.launch
+
+    def spy(name, kernel, griddim, blockdim, shared_bytes, args):
+        seen.add((name, tuple(numba.typeof(a) for a in args)))
+        return real(name, kernel, griddim, blockdim, shared_bytes, args)
+
+    monkeypatch.setattr(gpu_device, "launch", spy)
     rng = np.random.default_rng(1)
     for dt in sorted(set(gpu.SUPPORTED_DTYPES["max_pool2d"])):
         for layout in ("NCHW", "NHWC"):
@@ -366,8 +375,8 @@ def test_launch_argument_types_are_the_ptx_tested_ones(monkeypatch):
     (lambda d: gpu.avg_pool2d(np.zeros((1, 1, 4, 4), np.int32), 2), TypeError, "float32 or float64"),
 ])
 def test_bad_arguments_raise_before_any_launch(monkeypatch, call, exc, msg):
-    seen = set()
-    monkeypatch.setattr(gpu, "_RECORD", seen)
+    seen = []
+    monkeypatch.setattr(gpu_device, "launch", lambda *a: seen.append(a))
     d = cuda.to_device(np.zeros((1, 2, 4, 4), np.float32))
     with pytest.raises(exc, match=msg) as info:
         call(d)
@@ -431,10 +440,10 @@ def test_use_simulator_if_no_gpu():
 
 # ------------------------------------------------------------------ benchmark
 def test_gpu_benchmark_smoke(tmp_path):
-    from poolkit import bench_gpu
+    from poolkit.bench.__main__ import main
 
     out = tmp_path / "gpu.md"
-    rc = bench_gpu.main(["--smoke", "--repeat", "2", "--out", str(out)])
+    rc = main(["--gpu", "--smoke", "--repeat", "2", "--out", str(out)])
     assert rc == 0
     text = out.read_text()
     for label in ("max 2x2 s2", "max 3x3 s2 p1", "avg 2x2 s2", "avg 7x7"):
@@ -647,9 +656,9 @@ def test_lesson06_checkers_accept_right_and_explain_wrong_answers(capsys):
 
 
 def test_gpu_benchmark_fails_clearly_without_a_gpu():
-    out = _subprocess("import sys; from poolkit import bench_gpu; sys.exit(bench_gpu.main([]))")
+    out = _subprocess("import sys; from poolkit.bench.__main__ import main; sys.exit(main([\"--gpu\"]))")
     assert out.returncode == 2
     assert "no CUDA device was found" in out.stderr and "--smoke" in out.stderr
-    sim = _subprocess("import sys; from poolkit import bench_gpu; sys.exit(bench_gpu.main([]))",
+    sim = _subprocess("import sys; from poolkit.bench.__main__ import main; sys.exit(main([\"--gpu\"]))",
                       NUMBA_ENABLE_CUDASIM="1")
     assert sim.returncode == 2 and "the simulator cannot time kernels" in sim.stderr

@@ -1,4 +1,4 @@
-"""poolkit.gpu_nd (the pooling family and every backward on the GPU) against poolkit.cpu_nd.
+"""poolkit.gpu (the pooling family and every backward on the GPU) against poolkit.cpu.
 
 Run in their own process: with ``NUMBA_ENABLE_CUDASIM=1`` (Numba's CUDA simulator,
 no GPU needed) or on a real GPU. The launch configuration is patched tiny so the
@@ -28,8 +28,8 @@ from hypothesis import strategies as st  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import poolkit  # noqa: E402
-from poolkit import cpu, gpu, gpu_nd  # noqa: E402
-from poolkit import cpu_nd as _cpu_nd  # noqa: E402
+from poolkit import cpu, gpu  # noqa: E402
+from poolkit.gpu import device as gpu_device  # noqa: E402
 from strategies_nd import adaptive_problem, window_problem  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -40,7 +40,7 @@ EXAMPLES = int(os.environ.get("POOLKIT_GPU_FAMILY_EXAMPLES", 6 if SIM else 60))
 HSETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                             HealthCheck.filter_too_much])
-MAX_DTYPES = gpu_nd.ND_SUPPORTED_DTYPES["max"]
+MAX_DTYPES = gpu.ND_SUPPORTED_DTYPES["max"]
 ND = [1, 2, 3]
 
 
@@ -55,14 +55,7 @@ def tiny_launch_config(monkeypatch):
     monkeypatch.setattr(config, "GPU_MAX_BLOCKS", 3)
 
 
-class _CPU:
-    """The CPU twins: poolkit.cpu_nd, and poolkit.cpu for the 2-D forward ops."""
-
-    def __getattr__(self, name):
-        return getattr(_cpu_nd, name, None) or getattr(cpu, name)
-
-
-cpu_nd = _CPU()
+cpu_nd = cpu  # the CPU twins (poolkit.cpu has the whole family since the cpu/ package)
 
 
 def _is_device(a):
@@ -233,7 +226,7 @@ def test_global_pooling_and_backward(layout, keepdims):
               getattr(cpu_nd, f + "_backward")(g, x, keepdims, layout=layout))
 
 
-def test_public_api_dispatches_device_arrays_to_gpu_nd():
+def test_public_api_dispatches_device_arrays_to_gpu():
     x = np.arange(2 * 3 * 4 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4, 4) % 7
     d = cuda.to_device(x)
     got = poolkit.max_pool3d(d, 2)
@@ -307,15 +300,16 @@ def test_launch_argument_types_are_the_ptx_tested_ones(monkeypatch):
     """Every kernel launch the functions make uses a specialization test_ptx_family compiles."""
     import numba
 
-    shipped = {(name, sig) for name, _, sig in gpu_nd.nd_kernel_specializations()}
+    shipped = {(name, sig) for name, _, sig in gpu.nd_kernel_specializations()}
     seen = set()
-    real = gpu_nd._launch
+    real = gpu_device.launch
 
-    def spy(kernel, total, *args):
-        seen.add((gpu_nd._KERNEL_NAMES[kernel], tuple(numba.typeof(a) for a in args)))
-        return real(kernel, total, *args)
+    def spy(name, kernel, griddim, blockdim, shared_bytes, args):
+        if name in gpu.ND_KERNELS:  # (the 2-D kernels are test_gpu.py's)
+            seen.add((name, tuple(numba.typeof(a) for a in args)))
+        return real(name, kernel, griddim, blockdim, shared_bytes, args)
 
-    monkeypatch.setattr(gpu_nd, "_launch", spy)
+    monkeypatch.setattr(gpu_device, "launch", spy)
     x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3) % 5
     out, idx = gpu.max_pool2d(x, 2, return_indices=True, layout="NHWC")
     d = cuda.to_device(x.reshape(2, 1, 4, 4, 3))
@@ -353,7 +347,7 @@ BAD = [
 @pytest.mark.parametrize("name,args,kwargs,exc,msg", BAD, ids=[b[0] + "-" + b[4][:12] for b in BAD])
 def test_bad_input_raises_like_the_cpu_before_any_launch(monkeypatch, name, args, kwargs, exc, msg):
     launched = []
-    monkeypatch.setattr(gpu_nd, "_launch", lambda *a: launched.append(a))
+    monkeypatch.setattr(gpu_device, "launch", lambda *a: launched.append(a))
     with pytest.raises(exc, match=msg) as cpu_info:
         getattr(cpu_nd, name)(*args, **kwargs)
     with pytest.raises(exc, match=msg) as gpu_info:

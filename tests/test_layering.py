@@ -39,9 +39,10 @@ KERNEL_MODULES = {
     "poolkit.cpu._jit": set(),
     "poolkit.cpu.kernels2d": {"poolkit.cpu._jit"},
     "poolkit.cpu.kernels_nd": {"poolkit.cpu._jit"},
-    "poolkit.gpu.naive2d": set(),
-    "poolkit.gpu.tiled2d": set(),
-    "poolkit.gpu.kernels_nd": set(),
+    "poolkit.gpu.rules": set(),
+    "poolkit.gpu.naive2d": {"poolkit.gpu.rules"},
+    "poolkit.gpu.tiled2d": {"poolkit.gpu.rules"},
+    "poolkit.gpu.kernels_nd": {"poolkit.gpu.rules"},
 }
 
 

@@ -1,13 +1,13 @@
-"""Every CUDA kernel of poolkit.gpu_nd (the pooling family and the backward gathers) compiles to PTX.
+"""Every CUDA kernel of poolkit.gpu.kernels_nd (the pooling family and the backward gathers) compiles to PTX.
 
 No GPU and no simulator: ``numba.cuda.compile_ptx`` with NVVM from the
 ``numba-cuda[cu13]`` extra. The list comes from
-:func:`poolkit.gpu_nd.nd_kernel_specializations`, which runs every public function
+:func:`poolkit.gpu.nd_kernel_specializations`, which runs every public function
 in a recording mode, so the argument types compiled here are those the functions
-pass (``test_gpu_family.py`` checks that under the simulator). The kernels use no
-device functions: ``compile_ptx`` of a kernel that calls one asks the driver for
-the current device, which a GPU-less CI machine does not have -- this test would
-catch such a regression.
+pass (``test_gpu_family.py`` checks that under the simulator). The kernels' device
+functions (:mod:`poolkit.gpu.rules`) are inlined at Numba's IR level
+(``inline="always"``) and ``compile_ptx`` needs no device: this test runs on a
+GPU-less CI machine and would catch a regression.
 """
 import concurrent.futures as cf
 import multiprocessing
@@ -21,7 +21,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
     pytest.skip("PTX compilation needs the real numba.cuda (unset NUMBA_ENABLE_CUDASIM)",
                 allow_module_level=True)
 
-from poolkit import gpu_nd  # noqa: E402  (after the simulator check)
+from poolkit import gpu  # noqa: E402  (after the simulator check)
 
 FLOAT_KERNELS = {"avg3d", "adaptive_avg", "avg_gather", "max_gather", "ewise"}
 DIVIDING = {"avg3d", "adaptive_avg", "avg_gather"}
@@ -30,7 +30,7 @@ DIVIDING = {"avg3d", "adaptive_avg", "avg_gather"}
 def _compile_chunk(cc, indices):
     from numba import cuda
 
-    from poolkit import gpu_nd as g
+    from poolkit import gpu as g
 
     specs = g.nd_kernel_specializations()
     results = []
@@ -81,15 +81,15 @@ def _check(results):
 
 
 def test_ptx_family_specializations_cover_every_kernel_and_dtype():
-    specs = gpu_nd.nd_kernel_specializations()
+    specs = gpu.nd_kernel_specializations()
     names = {name for name, _, _ in specs}
-    assert names == set(gpu_nd.ND_KERNELS)
+    assert names == set(gpu.ND_KERNELS)
     for name in names:
         dts = {str(sig[0].dtype) for n, _, sig in specs if n == name}
         kind = "float" if name in FLOAT_KERNELS else "max"
-        assert dts == set(gpu_nd.ND_SUPPORTED_DTYPES[kind]), name
+        assert dts == set(gpu.ND_SUPPORTED_DTYPES[kind]), name
     # one specialization per dtype: every array is C-contiguous, 5-D (ewise: flat)
-    assert len(specs) == sum(len(gpu_nd.ND_SUPPORTED_DTYPES["float" if n in FLOAT_KERNELS else "max"])
+    assert len(specs) == sum(len(gpu.ND_SUPPORTED_DTYPES["float" if n in FLOAT_KERNELS else "max"])
                              for n in names)
     for name, _, sig in specs:
         arrays = [a for a in sig if hasattr(a, "layout")]
@@ -103,7 +103,7 @@ def test_ptx_family_specializations_cover_every_kernel_and_dtype():
 
 
 def test_ptx_family_every_specialization_compiles_for_cc90(pool):
-    specs = gpu_nd.nd_kernel_specializations()
+    specs = gpu.nd_kernel_specializations()
     results = _compile_all(pool, (9, 0), list(range(len(specs))))
     assert len(results) == len(specs)
     _check(results)
@@ -111,7 +111,7 @@ def test_ptx_family_every_specialization_compiles_for_cc90(pool):
 
 @pytest.mark.parametrize("cc", [(7, 5), (8, 0)], ids=["cc75", "cc80"])
 def test_ptx_family_every_kernel_compiles_for_older_ccs(pool, cc):
-    specs = gpu_nd.nd_kernel_specializations()
+    specs = gpu.nd_kernel_specializations()
     chosen = [i for i, (_, _, sig) in enumerate(specs) if str(sig[0].dtype) == "float32"]
-    assert {specs[i][0] for i in chosen} == set(gpu_nd.ND_KERNELS)
+    assert {specs[i][0] for i in chosen} == set(gpu.ND_KERNELS)
     _check(_compile_all(pool, cc, chosen))

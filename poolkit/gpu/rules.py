@@ -1,0 +1,40 @@
+"""The semantic rules of the CUDA kernels, written once as inline device functions.
+
+Every kernel in :mod:`poolkit.gpu` that takes a maximum or a sign calls these, so
+the rule a reader has to trust lives in one place (the CPU backend has its own
+twin, the reference loops define them):
+
+* :func:`max_wins` -- the NaN-aware max step: ``v`` replaces the running maximum
+  ``m`` when it is larger or NaN (``v != v``). Strictly larger, so the *first*
+  maximum in scan order wins a tie; NaN propagates (and a later NaN replaces an
+  earlier one, so an index points at the last NaN).
+* :func:`max_index_wins` -- the same, with indices: ``mi < 0`` (no cell taken yet)
+  makes the first real cell count, so an all ``-inf`` window still gets the index
+  of its first in-bounds cell (padding never wins: kernels skip it).
+* :func:`sign` -- PyTorch's sign: ``0`` for ``0`` *and* for NaN.
+
+``inline="always"`` inlines them at Numba's IR level: the PTX has no call (and the
+same instructions as the rule written out in each kernel). ``from numba import
+cuda`` stays at module level so the CUDA simulator swaps it.
+"""
+from numba import cuda
+
+__all__ = ["max_wins", "max_index_wins", "sign"]
+
+
+@cuda.jit(device=True, inline="always")
+def max_wins(v, m):
+    """True when ``v`` becomes the running maximum ``m``: larger, or NaN (first max wins ties)."""
+    return v > m or v != v
+
+
+@cuda.jit(device=True, inline="always")
+def max_index_wins(v, m, mi):
+    """:func:`max_wins`, or no cell taken yet (``mi < 0``): the first real cell always counts."""
+    return v > m or v != v or mi < 0
+
+
+@cuda.jit(device=True, inline="always")
+def sign(v, zero, one):
+    """PyTorch's ``sign``: ``1``, ``-1``, or ``0`` for zero and NaN (``zero``/``one`` in ``v``'s dtype)."""
+    return one if v > zero else (-one if v < zero else zero)
