@@ -26,11 +26,14 @@ gradients are the same bits, on every run:
   scan order, which fixes the winner.
 
 :func:`copy_4d` / :func:`copy_5d` give the kernels a C-contiguous copy of a strided
-device input. The max step and PyTorch's sign come from :mod:`poolkit.gpu.rules`.
+device input. The max step and PyTorch's sign come from :mod:`poolkit.gpu.rules`;
+the layout's index arithmetic (sizes, unravelling a thread index in memory order,
+reads and writes at ``(n, c, d, h, w)``) from :mod:`poolkit.gpu.index5`.
 Kernels compile lazily, on first launch; :data:`ND_KERNELS` names them.
 """
 from numba import cuda
 
+from .index5 import load5, shape5, store5, store5_argmax, unravel3, unravel5
 from .rules import max_index_wins, sign
 
 __all__ = ["max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
@@ -45,35 +48,11 @@ def max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH,
     first maximum wins ties, NaN propagates (last NaN's index), padding never wins.
     """
     i = cuda.grid(1)
-    if cl:
-        C = x.shape[4]
-        OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-        D, H, W = x.shape[1], x.shape[2], x.shape[3]
-    else:
-        C = x.shape[1]
-        OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-        D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    if i >= x.shape[0] * C * OD * OH * OW:
+    N, C, D, H, W = shape5(x, cl)
+    _, _, OD, OH, OW = shape5(out, cl)
+    if i >= N * C * OD * OH * OW:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        n = t // OD
-    else:
-        ow = i % OW
-        t = i // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        t = t // OD
-        c = t % C
-        n = t // C
+    n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     m = init
     mi = -1
     for kd in range(KD):
@@ -85,18 +64,11 @@ def max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH,
                     for kw in range(KW):
                         iw = ow * SW - PW + kw * DW
                         if iw >= 0 and iw < W:
-                            v = x[n, id_, ih, iw, c] if cl else x[n, c, id_, ih, iw]
+                            v = load5(x, n, c, id_, ih, iw, cl)
                             if max_index_wins(v, m, mi):
                                 m = v
                                 mi = (id_ * H + ih) * W + iw
-    if cl:
-        out[n, od, oh, ow, c] = m
-        if want_idx:
-            idx[n, od, oh, ow, c] = mi
-    else:
-        out[n, c, od, oh, ow] = m
-        if want_idx:
-            idx[n, c, od, oh, ow] = mi
+    store5_argmax(out, idx, want_idx, n, c, od, oh, ow, cl, m, mi)
 
 
 @cuda.jit
@@ -107,35 +79,11 @@ def avg3d(x, out, cl, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, o
     from :func:`poolkit.geometry.avg_divisor_table` -- as on the CPU, bit for bit.
     """
     i = cuda.grid(1)
-    if cl:
-        C = x.shape[4]
-        OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-        D, H, W = x.shape[1], x.shape[2], x.shape[3]
-    else:
-        C = x.shape[1]
-        OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-        D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    if i >= x.shape[0] * C * OD * OH * OW:
+    N, C, D, H, W = shape5(x, cl)
+    _, _, OD, OH, OW = shape5(out, cl)
+    if i >= N * C * OD * OH * OW:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        n = t // OD
-    else:
-        ow = i % OW
-        t = i // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        t = t // OD
-        c = t % C
-        n = t // C
+    n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     s = zero
     for kd in range(KD):
         id_ = od * SD - PD + kd
@@ -146,107 +94,47 @@ def avg3d(x, out, cl, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, o
                     for kw in range(KW):
                         iw = ow * SW - PW + kw
                         if iw >= 0 and iw < W:
-                            s += x[n, id_, ih, iw, c] if cl else x[n, c, id_, ih, iw]
+                            s += load5(x, n, c, id_, ih, iw, cl)
     d = override if override > 0 else div_d[od] * div_h[oh] * div_w[ow]
-    if cl:
-        out[n, od, oh, ow, c] = s / d
-    else:
-        out[n, c, od, oh, ow] = s / d
+    store5(out, n, c, od, oh, ow, cl, s / d)
 
 
 @cuda.jit
 def adaptive_max(x, out, idx, want_idx, cl, sd, ed, sh, eh, sw, ew, init):
     """Adaptive max over bins ``[s, e)`` per dimension (uneven, overlapping): one thread per output."""
     i = cuda.grid(1)
-    if cl:
-        C = x.shape[4]
-        OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-        H, W = x.shape[2], x.shape[3]
-    else:
-        C = x.shape[1]
-        OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-        H, W = x.shape[3], x.shape[4]
-    if i >= x.shape[0] * C * OD * OH * OW:
+    N, C, _, H, W = shape5(x, cl)
+    _, _, OD, OH, OW = shape5(out, cl)
+    if i >= N * C * OD * OH * OW:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        n = t // OD
-    else:
-        ow = i % OW
-        t = i // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        t = t // OD
-        c = t % C
-        n = t // C
+    n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     m = init
     mi = -1
     for id_ in range(sd[od], ed[od]):
         for ih in range(sh[oh], eh[oh]):
             for iw in range(sw[ow], ew[ow]):
-                v = x[n, id_, ih, iw, c] if cl else x[n, c, id_, ih, iw]
+                v = load5(x, n, c, id_, ih, iw, cl)
                 if max_index_wins(v, m, mi):
                     m = v
                     mi = (id_ * H + ih) * W + iw
-    if cl:
-        out[n, od, oh, ow, c] = m
-        if want_idx:
-            idx[n, od, oh, ow, c] = mi
-    else:
-        out[n, c, od, oh, ow] = m
-        if want_idx:
-            idx[n, c, od, oh, ow] = mi
+    store5_argmax(out, idx, want_idx, n, c, od, oh, ow, cl, m, mi)
 
 
 @cuda.jit
 def adaptive_avg(x, out, cl, sd, ed, sh, eh, sw, ew, kd, kh, kw, zero):
     """Adaptive average: sum the bin in scan order, then divide by each bin size in turn (PyTorch's order)."""
     i = cuda.grid(1)
-    if cl:
-        C = x.shape[4]
-        OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-    else:
-        C = x.shape[1]
-        OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    if i >= x.shape[0] * C * OD * OH * OW:
+    N, C, _, _, _ = shape5(x, cl)
+    _, _, OD, OH, OW = shape5(out, cl)
+    if i >= N * C * OD * OH * OW:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        n = t // OD
-    else:
-        ow = i % OW
-        t = i // OW
-        oh = t % OH
-        t = t // OH
-        od = t % OD
-        t = t // OD
-        c = t % C
-        n = t // C
+    n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     s = zero
     for id_ in range(sd[od], ed[od]):
         for ih in range(sh[oh], eh[oh]):
             for iw in range(sw[ow], ew[ow]):
-                s += x[n, id_, ih, iw, c] if cl else x[n, c, id_, ih, iw]
-    r = s / kd[od] / kh[oh] / kw[ow]
-    if cl:
-        out[n, od, oh, ow, c] = r
-    else:
-        out[n, c, od, oh, ow] = r
+                s += load5(x, n, c, id_, ih, iw, cl)
+    store5(out, n, c, od, oh, ow, cl, s / kd[od] / kh[oh] / kw[ow])
 
 
 @cuda.jit
@@ -257,48 +145,18 @@ def max_gather(grad, idx, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, zero):
     (ranges ``[lo, hi)`` per dimension, increasing order) whose index is ``f``.
     """
     i = cuda.grid(1)
-    if cl:
-        C = gx.shape[4]
-        D, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    else:
-        C = gx.shape[1]
-        D, H, W = gx.shape[2], gx.shape[3], gx.shape[4]
-    if i >= gx.shape[0] * C * D * H * W:
+    N, C, D, H, W = shape5(gx, cl)
+    if i >= N * C * D * H * W:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        iw = t % W
-        t = t // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        n = t // D
-    else:
-        iw = i % W
-        t = i // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        t = t // D
-        c = t % C
-        n = t // C
+    n, c, id_, ih, iw = unravel5(i, C, D, H, W, cl)
     f = (id_ * H + ih) * W + iw
     s = zero
     for od in range(lo_d[id_], hi_d[id_]):
         for oh in range(lo_h[ih], hi_h[ih]):
             for ow in range(lo_w[iw], hi_w[iw]):
-                if cl:
-                    if idx[n, od, oh, ow, c] == f:
-                        s += grad[n, od, oh, ow, c]
-                else:
-                    if idx[n, c, od, oh, ow] == f:
-                        s += grad[n, c, od, oh, ow]
-    if cl:
-        gx[n, id_, ih, iw, c] = s
-    else:
-        gx[n, c, id_, ih, iw] = s
+                if load5(idx, n, c, od, oh, ow, cl) == f:
+                    s += load5(grad, n, c, od, oh, ow, cl)
+    store5(gx, n, c, id_, ih, iw, cl, s)
 
 
 @cuda.jit
@@ -311,48 +169,22 @@ def avg_gather(grad, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, t_d, t_h, t_w, 
     or, with ``adaptive``, ``grad / t_d / t_h / t_w`` (bin sizes, PyTorch's order).
     """
     i = cuda.grid(1)
-    if cl:
-        C = gx.shape[4]
-        D, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    else:
-        C = gx.shape[1]
-        D, H, W = gx.shape[2], gx.shape[3], gx.shape[4]
-    if i >= gx.shape[0] * C * D * H * W:
+    N, C, D, H, W = shape5(gx, cl)
+    if i >= N * C * D * H * W:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        iw = t % W
-        t = t // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        n = t // D
-    else:
-        iw = i % W
-        t = i // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        t = t // D
-        c = t % C
-        n = t // C
+    n, c, id_, ih, iw = unravel5(i, C, D, H, W, cl)
     s = zero
     for od in range(lo_d[id_], hi_d[id_]):
         for oh in range(lo_h[ih], hi_h[ih]):
             for ow in range(lo_w[iw], hi_w[iw]):
-                g = grad[n, od, oh, ow, c] if cl else grad[n, c, od, oh, ow]
+                g = load5(grad, n, c, od, oh, ow, cl)
                 if override > 0:
                     s += g / override
                 elif adaptive:
                     s += g / t_d[od] / t_h[oh] / t_w[ow]
                 else:
                     s += g / (t_d[od] * t_h[oh] * t_w[ow])
-    if cl:
-        gx[n, id_, ih, iw, c] = s
-    else:
-        gx[n, c, id_, ih, iw] = s
+    store5(gx, n, c, id_, ih, iw, cl, s)
 
 
 @cuda.jit
@@ -363,86 +195,36 @@ def unpool_scatter(src, idx, dst, cl, zero):
     the same cell on every run (and as on the CPU).
     """
     q = cuda.grid(1)
-    if cl:
-        C = dst.shape[4]
-        D, H, W = src.shape[1], src.shape[2], src.shape[3]
-        OD, OH, OW = dst.shape[1], dst.shape[2], dst.shape[3]
-    else:
-        C = dst.shape[1]
-        D, H, W = src.shape[2], src.shape[3], src.shape[4]
-        OD, OH, OW = dst.shape[2], dst.shape[3], dst.shape[4]
-    if q >= dst.shape[0] * C:
+    N, C, OD, OH, OW = shape5(dst, cl)
+    _, _, D, H, W = shape5(src, cl)
+    if q >= N * C:
         return
     n = q // C
     c = q - n * C
     for od in range(OD):
         for oh in range(OH):
             for ow in range(OW):
-                if cl:
-                    dst[n, od, oh, ow, c] = zero
-                else:
-                    dst[n, c, od, oh, ow] = zero
+                store5(dst, n, c, od, oh, ow, cl, zero)
     for id_ in range(D):
         for ih in range(H):
             for iw in range(W):
-                if cl:
-                    f = idx[n, id_, ih, iw, c]
-                    v = src[n, id_, ih, iw, c]
-                else:
-                    f = idx[n, c, id_, ih, iw]
-                    v = src[n, c, id_, ih, iw]
-                ow = f % OW
-                t = f // OW
-                oh = t % OH
-                od = t // OH
-                if cl:
-                    dst[n, od, oh, ow, c] = v
-                else:
-                    dst[n, c, od, oh, ow] = v
+                f = load5(idx, n, c, id_, ih, iw, cl)
+                v = load5(src, n, c, id_, ih, iw, cl)
+                od, oh, ow = unravel3(f, OH, OW)
+                store5(dst, n, c, od, oh, ow, cl, v)
 
 
 @cuda.jit
 def index_gather(src, idx, dst, cl):
     """``dst[n, c, p] = src[n, c, idx[n, c, p]]`` (unpooling backward): one thread per ``dst`` cell."""
     i = cuda.grid(1)
-    if cl:
-        C = dst.shape[4]
-        D, H, W = dst.shape[1], dst.shape[2], dst.shape[3]
-        OH, OW = src.shape[2], src.shape[3]
-    else:
-        C = dst.shape[1]
-        D, H, W = dst.shape[2], dst.shape[3], dst.shape[4]
-        OH, OW = src.shape[3], src.shape[4]
-    if i >= dst.shape[0] * C * D * H * W:
+    N, C, D, H, W = shape5(dst, cl)
+    _, _, _, OH, OW = shape5(src, cl)
+    if i >= N * C * D * H * W:
         return
-    # unravel i in memory order
-    if cl:
-        c = i % C
-        t = i // C
-        iw = t % W
-        t = t // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        n = t // D
-    else:
-        iw = i % W
-        t = i // W
-        ih = t % H
-        t = t // H
-        id_ = t % D
-        t = t // D
-        c = t % C
-        n = t // C
-    f = idx[n, id_, ih, iw, c] if cl else idx[n, c, id_, ih, iw]
-    ow = f % OW
-    t = f // OW
-    oh = t % OH
-    od = t // OH
-    if cl:
-        dst[n, id_, ih, iw, c] = src[n, od, oh, ow, c]
-    else:
-        dst[n, c, id_, ih, iw] = src[n, c, od, oh, ow]
+    n, c, id_, ih, iw = unravel5(i, C, D, H, W, cl)
+    od, oh, ow = unravel3(load5(idx, n, c, id_, ih, iw, cl), OH, OW)
+    store5(dst, n, c, id_, ih, iw, cl, load5(src, n, c, od, oh, ow, cl))
 
 
 @cuda.jit
@@ -483,14 +265,7 @@ def copy_5d(src, dst):
     """``dst[...] = src[...]``: a strided 5-D device array into a C-contiguous one (grid-stride)."""
     A, B, Cc, D, E = dst.shape
     for i in range(cuda.grid(1), A * B * Cc * D * E, cuda.gridsize(1)):
-        e = i % E
-        t = i // E
-        d = t % D
-        t = t // D
-        c = t % Cc
-        t = t // Cc
-        b = t % B
-        a = t // B
+        a, b, c, d, e = unravel5(i, B, Cc, D, E, False)  # C order: the last axis fastest
         dst[a, b, c, d, e] = src[a, b, c, d, e]
 
 
