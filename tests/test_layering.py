@@ -42,7 +42,8 @@ KERNEL_MODULES = {
     "poolkit.gpu.rules": set(),
     "poolkit.gpu.naive2d": {"poolkit.gpu.rules"},
     "poolkit.gpu.tiled2d": {"poolkit.gpu.rules"},
-    "poolkit.gpu.kernels_nd": {"poolkit.gpu.rules"},
+    "poolkit.gpu.index5": set(),
+    "poolkit.gpu.kernels_nd": {"poolkit.gpu.rules", "poolkit.gpu.index5"},
 }
 
 
