@@ -1,7 +1,8 @@
-"""Launch configuration of poolkit's CUDA kernels, in one place.
+"""The tunables of poolkit's kernels, in one place: CPU thread-pool threshold, CUDA launch configuration.
 
-Every tunable of :mod:`poolkit.gpu` is a module-level variable here, read at
-launch time (never at import), so a test or a notebook can change it::
+Every tunable of :mod:`poolkit.cpu` and :mod:`poolkit.gpu` is a module-level
+variable here, read at call or launch time (never at import), so a test or a
+notebook can change it::
 
     >>> from poolkit import config
     >>> config.GPU_THREADS_PER_BLOCK = 32      # tiny inputs now span several blocks
@@ -22,6 +23,7 @@ import os
 import sys
 
 __all__ = [
+    "CPU_PARALLEL_MIN_SIZE",
     "GPU_THREADS_PER_BLOCK",
     "GPU_TILE_THREADS",
     "GPU_TILE_WIDTH",
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 _DEFAULTS = dict(
+    # CPU: inputs with fewer elements than this run the serial kernel even with
+    # parallel=True (starting the thread pool costs more than pooling them).
+    CPU_PARALLEL_MIN_SIZE=1 << 15,
     # Naive kernels: 1-D blocks, one thread per output element.
     GPU_THREADS_PER_BLOCK=256,
     # Optimized (tiled) kernels: at most this many threads per block.
@@ -59,6 +64,7 @@ _DEFAULTS = dict(
     GPU_MAX_BLOCKS=None,
 )
 
+CPU_PARALLEL_MIN_SIZE = _DEFAULTS["CPU_PARALLEL_MIN_SIZE"]
 GPU_THREADS_PER_BLOCK = _DEFAULTS["GPU_THREADS_PER_BLOCK"]
 GPU_TILE_THREADS = _DEFAULTS["GPU_TILE_THREADS"]
 GPU_TILE_WIDTH = _DEFAULTS["GPU_TILE_WIDTH"]
@@ -70,7 +76,7 @@ GPU_MAX_BLOCKS = _DEFAULTS["GPU_MAX_BLOCKS"]
 
 
 def reset() -> None:
-    """Restore every ``GPU_*`` setting to its default."""
+    """Restore every setting to its default."""
     globals().update(_DEFAULTS)
 
 

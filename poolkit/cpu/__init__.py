@@ -49,7 +49,7 @@ everything else in L1. How these kernels get there:
   +0.0), and divides by a divisor of the same dtype, so averages are bitwise
   identical to the reference and to PyTorch's CPU kernels in both layouts.
 * No ``fastmath``: it would let LLVM assume no NaN/inf.
-* Inputs under ``PARALLEL_MIN_SIZE`` elements run the serial kernel: starting
+* Inputs under ``poolkit.config.CPU_PARALLEL_MIN_SIZE`` elements run the serial kernel: starting
   the thread pool costs more than pooling them.
 
 
@@ -61,7 +61,7 @@ so results are the same bits on every run and for any thread count.
 """
 from ..geometry import OPS as _OPS
 from .ops import (
-    KERNELS, PARALLEL_MIN_SIZE, adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+    KERNELS, adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward, adaptive_max_pool1d,
     adaptive_max_pool1d_backward, adaptive_max_pool2d, adaptive_max_pool2d_backward, adaptive_max_pool3d,
     adaptive_max_pool3d_backward, avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward,
@@ -72,4 +72,4 @@ from .ops import (
     max_unpool3d, max_unpool3d_backward, run_avg_pool2d, run_max_pool2d,
 )
 
-__all__ = list(_OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS", "PARALLEL_MIN_SIZE"]
+__all__ = list(_OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]

@@ -22,31 +22,29 @@ import numpy as np
 from numba import get_num_threads
 
 from .. import _layout as Lay
+from .. import config
 from .. import geometry as G
 from .._docs import document_twins
 from .kernels2d import KERNELS as _KERNELS_2D
 from .kernels_nd import KERNELS as _KERNELS_ND
 
-__all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS", "PARALLEL_MIN_SIZE"]
+__all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel: the 2-D ones and the n-d ones.
 KERNELS = {**_KERNELS_2D, **_KERNELS_ND}
-
-#: Inputs smaller than this many elements run the serial kernel even when
-#: ``parallel=True``: starting the thread pool costs more than the work.
-PARALLEL_MIN_SIZE = 1 << 15
 
 _NO_INDEX = np.empty((1, 1, 1, 1, 1), dtype=np.int64)  # placeholder when indices are not wanted
 
 
 # ================================================================ runners: 2-D kernels
 def _use_parallel(size, parallel):
-    return bool(parallel) and size >= PARALLEL_MIN_SIZE
+    """Parallel if asked and ``size`` (elements) reaches ``config.CPU_PARALLEL_MIN_SIZE``
+    (read at every call, so it can be changed at run time)."""
+    return bool(parallel) and size >= config.CPU_PARALLEL_MIN_SIZE
 
 
 def _kernel(name, parallel, size):
-    """The serial or parallel twin: parallel only if asked and ``size`` (elements) reaches
-    :data:`PARALLEL_MIN_SIZE`."""
+    """The serial or parallel twin (see :func:`_use_parallel`)."""
     return KERNELS[(name, _use_parallel(size, parallel))]
 
 
@@ -665,5 +663,5 @@ def _summary(name):
 
 
 document_twins(globals(), G.OPS, "cpu", _summary,
-               "``parallel=False`` runs the serial kernel (inputs under\n    ``PARALLEL_MIN_SIZE`` "
-               "elements always do).")
+               "``parallel=False`` runs the serial kernel (inputs under\n    "
+               "``poolkit.config.CPU_PARALLEL_MIN_SIZE`` elements always do).")
