@@ -26,7 +26,7 @@ from .functional import (
     max_unpool3d_backward,
 )
 from .explain import explain, plot_windows
-from .geometry import OPS
+from .geometry import OPS as _OPS
 
 __version__ = "0.1.0"
-__all__ = [*OPS, "explain", "plot_windows"]
+__all__ = [*_OPS, "explain", "plot_windows"]

@@ -133,7 +133,7 @@ def _family_of(op_name: str):
 
 
 def _spatial(input_shape, nd, layout, op):
-    if not isinstance(input_shape, (tuple, list)) or not all(G._is_int(v) for v in input_shape):
+    if not isinstance(input_shape, (tuple, list)) or not all(G.is_int(v) for v in input_shape):
         raise TypeError(f"explain: input_shape must be a tuple of ints, got {input_shape!r}")
     if len(input_shape) == nd:
         if any(v < 1 for v in input_shape):

@@ -51,15 +51,18 @@ def backend_for(x) -> str:
     return "cpu"
 
 
+#: Each kind of array in words, and how to bring it to NumPy (for a backend that lacks an op).
+_KINDS = {"gpu": ("a GPU array", "x.copy_to_host() or cupy.asnumpy(x)"),
+          "dask": ("a Dask array", "x.compute()"), "cpu": ("a NumPy array", "np.asarray(x)")}
+
+
 def _on(x, name: str):
     """The backend module that runs ``name`` on ``x`` (a TypeError if it has no such op)."""
     kind = backend_for(x)
     if name not in BACKENDS[kind]:
-        where = "a GPU array" if kind == "gpu" else "a Dask array"
         raise TypeError(
-            f"{name}: x is {where}, but {name} runs on NumPy arrays only for now "
-            f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. "
-            + ("x.copy_to_host() or cupy.asnumpy(x)" if kind == "gpu" else "x.compute()")
+            f"{name}: x is {_KINDS[kind][0]}, but {name} runs on NumPy arrays only for now "
+            f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. {_KINDS[kind][1]}"
         )
     if kind == "gpu":
         from . import gpu

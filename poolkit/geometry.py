@@ -72,6 +72,7 @@ __all__ = [
     "window_cells",
     "with_unit_dims",
     "check_index_range",
+    "is_int",
     "OPS",
     "FORWARD_OPS",
 ]
@@ -95,7 +96,7 @@ LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 PADDING_MODES = ("same", "valid")
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -105,10 +106,10 @@ def normalize_tuple(value, nd: int, name: str, op: str, *, minimum: int) -> tupl
     >>> normalize_tuple(2, 2, "kernel_size", "max_pool2d", minimum=1)
     (2, 2)
     """
-    if _is_int(value):
+    if is_int(value):
         items = (operator.index(value),) * nd
     elif isinstance(value, (tuple, list)):
-        if len(value) == 1 and nd > 1 and _is_int(value[0]):
+        if len(value) == 1 and nd > 1 and is_int(value[0]):
             items = (operator.index(value[0]),) * nd
         elif len(value) != nd:
             raise ValueError(
@@ -116,7 +117,7 @@ def normalize_tuple(value, nd: int, name: str, op: str, *, minimum: int) -> tupl
                 f"(length {len(value)})"
             )
         else:
-            if not all(_is_int(v) for v in value):
+            if not all(is_int(v) for v in value):
                 raise TypeError(f"{op}: {name} must contain ints only, got {value!r}")
             items = tuple(operator.index(v) for v in value)
     else:
@@ -450,7 +451,7 @@ def prepare_array(x, op: str, nd: int, layout, *, allow_int: bool):
 def check_divisor_override(divisor_override, op: str):
     if divisor_override is None:
         return 0
-    if not _is_int(divisor_override):
+    if not is_int(divisor_override):
         raise TypeError(f"{op}: divisor_override must be None or a positive int, got {divisor_override!r}")
     if divisor_override <= 0:
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
@@ -572,13 +573,13 @@ def make_adaptive_geometry(op: str, in_size, output_size) -> AdaptiveGeometry:
     in_size = tuple(int(v) for v in in_size)
     nd = len(in_size)
     expected = f"an int or a sequence of {nd} ints (None keeps that size)"
-    if _is_int(output_size):
+    if is_int(output_size):
         items = (operator.index(output_size),) * nd
     elif isinstance(output_size, (tuple, list)):
         if len(output_size) != nd:
             raise ValueError(f"{op}: output_size must be {expected}, got {output_size!r} "
                              f"(length {len(output_size)})")
-        if not all(v is None or _is_int(v) for v in output_size):
+        if not all(v is None or is_int(v) for v in output_size):
             raise TypeError(f"{op}: output_size must contain ints or None only, got {output_size!r}")
         items = tuple(in_size[i] if v is None else operator.index(v) for i, v in enumerate(output_size))
     else:
@@ -623,9 +624,9 @@ def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_si
     if output_size is None:
         size = default
     else:
-        if _is_int(output_size) and nd == 1:
+        if is_int(output_size) and nd == 1:
             output_size = (output_size,)
-        if not isinstance(output_size, (tuple, list)) or not all(_is_int(v) for v in output_size):
+        if not isinstance(output_size, (tuple, list)) or not all(is_int(v) for v in output_size):
             raise TypeError(f"{op}: output_size must be None or a sequence of {nd} (or {nd + 2}) ints, "
                             f"got {output_size!r}")
         size = tuple(int(v) for v in output_size)

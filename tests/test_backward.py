@@ -394,3 +394,25 @@ def test_backward_is_bitwise_deterministic_with_ties(backend):
     for call in calls:
         a, b = call(g), call(g)
         assert a.tobytes() == b.tobytes()
+
+
+# ------------------------------------------------------------------ byte order, every op
+def _big_endian_calls():
+    """One call per op (forward and backward) on float64 input, from tests/test_errors.py's table."""
+    from test_errors import CALLS
+    return CALLS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_op_takes_big_endian_input_and_returns_native_order(backend):
+    """The README promises big-endian input everywhere (raw medical images): each op, forward and
+    backward, gives the native-order result of the same values in native order."""
+    for name, (args, kw) in sorted(_big_endian_calls().items()):
+        swapped = tuple(a.astype(a.dtype.newbyteorder(">")) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+                        else a for a in args)
+        assert any(isinstance(a, np.ndarray) and not a.dtype.isnative for a in swapped)
+        want = run(backend, name, *args, **kw)
+        got = run(backend, name, *swapped, **kw)
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert g.dtype.isnative, f"{name}: {g.dtype}"
+            np.testing.assert_array_equal(g, w, err_msg=name)

@@ -181,6 +181,38 @@ def _cycles(graph):
     return cycles
 
 
+def _private_attribute_uses(module, tree, rows):
+    """``alias._name`` where ``alias`` names a poolkit module of another package."""
+    aliases = {}
+    for target, name, _, node in rows:
+        if name is None and isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if target.endswith("." + a.name) or target == a.name:
+                    aliases[a.asname or a.name] = target
+        elif name is None and isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname and a.name == target:
+                    aliases[a.asname] = target
+    return [f"{module}:{n.lineno} uses {aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
+            and n.attr.startswith("_") and not n.attr.startswith("__")
+            and _package(aliases[n.value.id]) != _package(module)]
+
+
+def test_no_private_attributes_of_other_packages():
+    bad = []
+    for module, (path, _) in MODULES.items():
+        bad += _private_attribute_uses(module, ast.parse(path.read_text()), IMPORTS[module])
+    assert not bad, "\n".join(bad)
+
+
+def test_private_attribute_check_catches_one():
+    tree = ast.parse("from .. import geometry as G\nG._is_int(3)\nG.is_int(3)\n")
+    rows = [(t, n, node.lineno, node) for node in tree.body[:1]
+            for t, n in _resolve("poolkit.gpu.ops", False, node)]
+    assert _private_attribute_uses("poolkit.gpu.ops", tree, rows) == ["poolkit.gpu.ops:2 uses poolkit.geometry._is_int"]
+
+
 def test_no_import_circles():
     cycles = _cycles({m: {t for t, *_ in rows if t != m} for m, rows in IMPORTS.items()})
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)

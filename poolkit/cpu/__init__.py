@@ -40,7 +40,7 @@ everything else in L1. How these kernels get there:
   uses non-separable kernels that visit taps row by row.
 * A max step is PyTorch's ``v wins if v > m or v != v``: ties keep the first
   maximum, the last NaN is kept (value bits and index), exactly as PyTorch. It
-  is written as nested LLVM ``select`` instructions (see ``_vmax``): the plain
+  is written as nested LLVM ``select`` instructions (see ``_jit.vmax``): the plain
   ``v if ... else m`` compiles to masked stores, microcoded and 2-5x slower on
   AMD Zen.
 * Innermost loops index with unsigned integers: Numba's wraparound code for

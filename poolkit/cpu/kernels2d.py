@@ -477,7 +477,7 @@ def _avg_cell(out, n, oh, ow, x, ih0, iw0, nw, T, d, uC, zero):
 
 
 def avg_nhwc_small(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
-    # ``_avg_nhwc`` for windows of at most four cells (2x2 above all): each output
+    # ``avg_nhwc`` for windows of at most four cells (2x2 above all): each output
     # cell in one pass over the channels (``_avg_cell``). A kernel of its own: the
     # general kernel's bookkeeping made these memory-bound loops ~15% slower.
     N, H, W, C = x.shape

@@ -234,7 +234,7 @@ def ewise(a, b, out, op, p1, p2, K, zero, one):
     ``op``: 0 ``a**p1``; 1 ``(a*K)**p1``; 2 ``p1*|a|``; 3 ``p1*a``;
     4 the gradient through ``(sign(a)*relu(|a|)*K)**(1/p)`` with ``b`` the
     upstream gradient, ``p1 = 1/p``, ``p2 = 1/p - 1``; 5 ``a*(p1*b**p2)``;
-    6 ``a*sign(b)``. Each step computes what :mod:`poolkit.cpu_nd` computes in
+    6 ``a*sign(b)``. Each step computes what :mod:`poolkit.cpu` computes in
     NumPy, in the same dtype and order.
     """
     i = cuda.grid(1)

@@ -131,7 +131,9 @@ def _input(x, op, nd, layout, kind) -> _Input:
         raise TypeError(f"{op}: the GPU kernels support dtypes {', '.join(allowed)}; got {dtype} "
                         "(cast with x.astype(...), or use the CPU functions)")
     N, C = L.nc(tuple(shape) if batched else (1,) + tuple(shape), cl)
-    return _Input(tuple(shape), dtype, cl, batched, tuple(spatial), N, C, isinstance(x, np.ndarray))
+    # results (and the dtype grad_output must have) are in native byte order, as on the CPU
+    native = np.dtype(dtype).newbyteorder("=")
+    return _Input(tuple(shape), native, cl, batched, tuple(spatial), N, C, isinstance(x, np.ndarray))
 
 
 def _out_shape(a: _Input, spatial):
