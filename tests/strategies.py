@@ -17,6 +17,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+import poolkit
 from poolkit import geometry as G
 
 
@@ -165,3 +166,20 @@ def adaptive_problem(draw, nd, *, dtypes=("float32", "float64"), allow_nan=True)
         out = tuple(draw(st.one_of(st.integers(1, MAX_SIDE[nd] + 1), st.none())) for _ in range(nd))
     x, layout = make_input(draw, nd, spatial, draw(st.sampled_from(dtypes)), allow_nan=allow_nan)
     return x, out, layout
+
+
+# ------------------------------------------------------------------ helpers the test files share
+def public(name):
+    """The public function ``poolkit.<name>``."""
+    return getattr(poolkit, name)
+
+
+def assert_same(got, want):
+    """Same shape, dtype and values (NaN where NaN) -- bitwise up to the sign of zero."""
+    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
+    np.testing.assert_array_equal(got, want)
+
+
+def random_grad(shape, dtype, seed):
+    """A standard-normal gradient of the given shape and dtype."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)

@@ -14,25 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import poolkit
 from backends import (BACKENDS, GPU_EXAMPLES_FAMILY, dtypes_for, examples, float_dtypes, is_gpu, parallel_threshold,
                       run, to_device, with_nd)
 from poolkit import cpu
 from poolkit import geometry as G
 from poolkit import reference as R
-from strategies import adaptive_problem, window_problem
+from strategies import adaptive_problem, assert_same, public, random_grad, window_problem
 
 #: The max-type forward ops may take integers; every backward is float only.
 MAX_DTYPES = ("float32", "float64", "int32", "uint8")
 
 
-def public(name):
-    return getattr(poolkit, name)
 
 
-def assert_same(got, want):
-    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
-    np.testing.assert_array_equal(got, want)
 
 
 def assert_close(got, want, rtol=None):
@@ -41,8 +35,6 @@ def assert_close(got, want, rtol=None):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
 
 
-def random_grad(shape, dtype, seed):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def grad_like(out, seed):

@@ -22,17 +22,11 @@ from backends import (BACKENDS, BACKENDS_2D, GPU_EXAMPLES_FAMILY, dtypes_for, ex
 from poolkit import cpu
 from poolkit import geometry as G
 from poolkit import reference as R
-from strategies import adaptive_problem, window_problem
+from strategies import adaptive_problem, assert_same, window_problem
 
 ND = [1, 2, 3]
 #: Max-type ops: the floats and the integer dtypes the GPU runs too.
 MAX_DTYPES = ("float32", "float64", "int32", "uint8")
-
-
-def assert_same(got, want):
-    """Same shape, dtype and values (NaN where NaN) -- bitwise up to the sign of zero."""
-    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
-    np.testing.assert_array_equal(got, want)
 
 
 def assert_close(got, want, backend):

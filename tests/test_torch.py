@@ -13,10 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import poolkit
 from poolkit import cpu, reference
 from poolkit import geometry as G
-from strategies import adaptive_problem, assert_avg_close, pool2d_problem, window_problem
+from strategies import adaptive_problem, assert_avg_close, assert_same, pool2d_problem, public, random_grad, window_problem
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -25,14 +24,8 @@ TORCH_SETTINGS = settings(max_examples=25, deadline=None)
 TORCH_GRAD_SETTINGS = settings(max_examples=20, deadline=None)
 
 
-def public(name):
-    return getattr(poolkit, name)
 
 
-def assert_same(got, want):
-    """Same shape, dtype and values (NaN where NaN) -- bitwise up to the sign of zero."""
-    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
-    np.testing.assert_array_equal(got, want)
 
 
 def assert_close(got, want, rtol=None):
@@ -41,8 +34,6 @@ def assert_close(got, want, rtol=None):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
 
 
-def random_grad(shape, dtype, seed):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 # ------------------------------------------------------------------ 2-d: the reference and the CPU kernels

@@ -7,20 +7,9 @@ import pytest
 import poolkit
 
 pytest.importorskip("dask.array")
-from dask.callbacks import Callback  # noqa: E402
 
 from poolkit.exercises import lesson10  # noqa: E402
-
-
-class CountTasks(Callback):
-    """Counts the tasks Dask runs (to show that building a graph computes nothing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def _pretask(self, key, dsk, state):
-        self.n += 1
+from test_dask import CountTasks  # noqa: E402
 
 
 def test_tiled_dem_is_lazy_c_ordered_and_mirrors_the_dem():
