@@ -64,14 +64,24 @@ def _on(x, name: str):
             f"{name}: x is {_KINDS[kind][0]}, but {name} runs on NumPy arrays only for now "
             f"(poolkit.{kind} has no {name}); pass a NumPy array, e.g. {_KINDS[kind][1]}"
         )
+    module = _LOADED.get(kind)
+    return _load(kind) if module is None else module
+
+
+#: The backend modules imported so far (``import poolkit`` imports none of them).
+_LOADED: dict = {}
+
+
+def _load(kind: str):
+    """Import the backend ``kind`` on first use (an ``ImportError`` keeps its own cause)."""
     if kind == "gpu":
-        from . import gpu
-        return gpu
-    if kind == "dask":
-        from . import dask
-        return dask
-    from . import cpu
-    return cpu
+        from . import gpu as module
+    elif kind == "dask":
+        from . import dask as module
+    else:
+        from . import cpu as module
+    _LOADED[kind] = module
+    return module
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
