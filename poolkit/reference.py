@@ -17,7 +17,8 @@ import numpy as np
 from . import _layout as Lay
 from . import geometry as G
 
-__all__ = list(G.OPS)
+#: The 40 operations, and the two loops lesson 09 shows (the specification of the backward passes).
+__all__ = list(G.OPS) + ["scatter_indices", "avg_pool_nd_backward"]
 
 
 def _prepare(x, op, nd, layout, allow_int):
@@ -178,7 +179,7 @@ def _user_indices(indices, out_shape_cf, op, cl, batched, n_cells):
     return np.moveaxis(idx, -1, 1) if cl else idx
 
 
-def _scatter_indices(grad, idx, x_shape_cf, dtype):
+def scatter_indices(grad, idx, x_shape_cf, dtype):
     """Route each output gradient to the input cell its index names (output scan order)."""
     gx = np.zeros(x_shape_cf, dtype=dtype)
     spatial = x_shape_cf[2:]
@@ -217,7 +218,7 @@ def _max_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, 
                 idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial)[1]
     else:
         idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
-    return _finish(_scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
+    return _finish(scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -284,8 +285,8 @@ def _avg_pool_nd(op, nd, x, kernel_size, stride, padding, ceil_mode, count_inclu
     return _finish(out, cl, batched)
 
 
-def _avg_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
-                          count_include_pad, divisor_override, layout):
+def avg_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
+                         count_include_pad, divisor_override, layout):
     x, cl, batched, g, divisor = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
                                             count_include_pad, divisor_override, layout)
     grad = _grad_prepare(grad_output, x, x.shape[:2] + g.out_size, op, cl, batched)
@@ -315,22 +316,22 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, *, layout="NCL"):
     """Gradient of :func:`avg_pool1d`: each output spreads ``grad / divisor`` over its window."""
-    return _avg_pool_nd_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride,
-                                 padding, ceil_mode, count_include_pad, None, layout)
+    return avg_pool_nd_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride,
+                                padding, ceil_mode, count_include_pad, None, layout)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, layout="NCHW"):
     """Gradient of :func:`avg_pool2d`: each output spreads ``grad / divisor`` over its window."""
-    return _avg_pool_nd_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride,
-                                 padding, ceil_mode, count_include_pad, divisor_override, layout)
+    return avg_pool_nd_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride,
+                                padding, ceil_mode, count_include_pad, divisor_override, layout)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
     """Gradient of :func:`avg_pool3d`: each output spreads ``grad / divisor`` over its window."""
-    return _avg_pool_nd_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride,
-                                 padding, ceil_mode, count_include_pad, divisor_override, layout)
+    return avg_pool_nd_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride,
+                                padding, ceil_mode, count_include_pad, divisor_override, layout)
 
 
 # ------------------------------------------------------------------ adaptive pooling
@@ -360,7 +361,7 @@ def _adaptive_max_nd_backward(op, nd, grad_output, x, output_size, return_indice
                 idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial)[1]
     else:
         idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
-    return _finish(_scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
+    return _finish(scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
 
 
 def _adaptive_avg_nd(op, nd, x, output_size, layout):
