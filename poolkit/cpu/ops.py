@@ -16,6 +16,7 @@ strided channels-first views (no copy).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -27,6 +28,7 @@ from .. import geometry as G
 from .._docs import document_twins
 from .kernels2d import KERNELS as _KERNELS_2D
 from .kernels_nd import KERNELS as _KERNELS_ND
+from .threads import parallel_slot
 
 __all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]
 
@@ -44,8 +46,14 @@ def _use_parallel(size, parallel):
 
 
 def _kernel(name, parallel, size):
-    """The serial or parallel twin (see :func:`_use_parallel`)."""
-    return KERNELS[(name, _use_parallel(size, parallel))]
+    """A launcher of the serial or parallel twin (see :func:`_use_parallel`); the
+    parallel one runs only if :func:`.threads.parallel_slot` admits it."""
+    return functools.partial(_launch, name, _use_parallel(size, parallel))
+
+
+def _launch(name, parallel, *args):
+    with parallel_slot(parallel) as par:
+        return KERNELS[(name, par)](*args)
 
 
 def _is_global(x, out, kernel, padding, dilation, channels_last):
@@ -78,7 +86,12 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
     """
     SH, SW = stride
     args = (SH, SW, *padding, *dilation, *kernel, G.max_identity(x.dtype))
-    par = bool(parallel)
+    with parallel_slot(bool(parallel)) as par:
+        _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args)
+
+
+def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args):
+    # run_max_pool2d's kernel choice, inside the parallel slot (``par`` as admitted).
     if idx is not None and channels_last:
         KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
     elif idx is not None:
@@ -107,16 +120,16 @@ def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, c
     ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
     sums a window in PyTorch's order, so all give bitwise identical results.
     """
-    par = bool(parallel)
-    if _is_global(x, out, kernel, padding, (1, 1), channels_last):
-        d = override or int(div_h[0] * div_w[0])
-        KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
-        return
-    args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
-    if channels_last:
-        KERNELS[("avg_nhwc_small" if kernel[0] * kernel[1] <= 4 else "avg_nhwc", par)](x, out, *args)
-    else:
-        KERNELS[("avg_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+    with parallel_slot(bool(parallel)) as par:
+        if _is_global(x, out, kernel, padding, (1, 1), channels_last):
+            d = override or int(div_h[0] * div_w[0])
+            KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
+            return
+        args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
+        if channels_last:
+            KERNELS[("avg_nhwc_small" if kernel[0] * kernel[1] <= 4 else "avg_nhwc", par)](x, out, *args)
+        else:
+            KERNELS[("avg_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
 
 # ================================================================ runners: any nd
