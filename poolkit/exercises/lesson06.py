@@ -18,7 +18,8 @@ from .. import geometry as G
 from .. import gpu
 from . import Case, check, pool_window_explainer
 
-__all__ = ["check_tile_with_halo", "check_naive_loads", "check_tiled_max_pool_1d", "check_tiled_avg_pool_2d"]
+__all__ = ["check_tile_with_halo", "check_naive_loads", "check_tiled_max_pool_1d", "check_tiled_avg_pool_2d",
+           "check_grid_stride_max_pool_1d"]
 
 
 def check_tile_with_halo(fn) -> bool:
@@ -238,8 +239,9 @@ class _SharedTracker:
                 return (f"race in block {t(block)}: thread {t(reader)} reads shared cell "
                         f"{c(shapes[key], cell)}, which thread {t(writer)} writes, with no "
                         f"cuda.syncthreads() between the write and the read "
-                        f"({n} racy read{'s' if n != 1 else ''} in all) -- call cuda.syncthreads() "
-                        "after the load loop and before the pooling loop, in every thread")
+                        f"({n} racy read{'s' if n != 1 else ''} in all) -- a cuda.syncthreads() must "
+                        "separate them: after the loads, before the reads; and before a new load "
+                        "overwrites cells other threads may still be reading")
         for block in sorted(self.blocks):
             st = self.blocks[block]
             if st.unwritten:
@@ -410,3 +412,39 @@ def check_tiled_avg_pool_2d(kernel) -> bool:
     ]
     return check(run, spec, cases, name=name, strict_dtype=True, rtol=1e-5, atol=1e-6,
                  explain=pool_window_explainer(x_arg=0, kernel_arg=1, stride_arg=2))
+
+
+def check_grid_stride_max_pool_1d(kernel) -> bool:
+    """Check ``kernel(x, out, kernel_size, stride)``: the 1-d shared-memory max pool of
+    :func:`check_tiled_max_pool_1d`, with a grid-stride loop over the tiles.
+
+    Tile ``i`` holds outputs ``i*T .. i*T + T - 1`` (``T = blockDim.x``); block ``b``
+    handles tiles ``b, b + gridDim.x, b + 2*gridDim.x, ...``. The checker launches
+    **2 blocks of 8 threads** on inputs of 4 to 9 tiles, so every block reuses its
+    shared array for several tiles -- and a thread that starts loading the next tile
+    while a neighbour still pools from the current one is reported as a race.
+    """
+    name = _kernel_name(kernel)
+    problems = _static_problems(kernel, name)
+    if problems:
+        return _fail_static(problems, name)
+    rng = np.random.default_rng(62)
+
+    def run(x, k, s):
+        n_out = (x.size - k) // s + 1
+        return _launch_tiled(kernel, x, (n_out,), (k, s), 2, 8, ndim=1)
+
+    def spec(x, k, s):
+        return max_pool1d(x[None, None], k, s)[0, 0]
+
+    loop = ("each block loops `for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x)`; "
+            "the block's threads must all finish pooling one tile before any of them loads the next")
+    cases = [
+        Case("length 66, kernel 2, stride 2: 33 outputs, 5 tiles",
+             (rng.standard_normal(66).astype(np.float32), 2, 2), hint=loop),
+        Case("length 70, kernel 3, stride 1: 68 outputs, 9 tiles (a 2-cell halo)",
+             (rng.standard_normal(70).astype(np.float32), 3, 1), hint=loop),
+        Case("length 77, kernel 3, stride 2: 38 outputs, 5 tiles",
+             (rng.standard_normal(77).astype(np.float32), 3, 2), hint=loop),
+    ]
+    return check(run, spec, cases, name=name, strict_dtype=True)

@@ -75,6 +75,34 @@ def _tiled_2d(sync=True):
     return tiled_avg_pool_2d
 
 
+def _grid_stride_1d(sync_before_load=True):
+    """The 1-d kernel with a grid-stride loop over tiles; without the barrier at the top of the
+    loop, a fast thread loads the next tile over cells its neighbours still pool from."""
+    @cuda.jit
+    def grid_stride_max_pool_1d(x, out, kernel_size, stride):
+        sh = cuda.shared.array(MAX_TILE, numba.float32)
+        t = cuda.threadIdx.x
+        T = cuda.blockDim.x
+        extent = (T - 1) * stride + kernel_size
+        n_tiles = (out.size + T - 1) // T
+        for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):
+            first = tile * T
+            start = first * stride
+            if sync_before_load:
+                cuda.syncthreads()
+            for j in range(t, extent, T):
+                if start + j < x.size:
+                    sh[j] = x[start + j]
+            cuda.syncthreads()
+            o = first + t
+            if o < out.size:
+                m = -math.inf
+                for a in range(kernel_size):
+                    m = max(m, sh[t * stride + a])
+                out[o] = m
+    return grid_stride_max_pool_1d
+
+
 @cuda.jit
 def _naive_avg_2d(x, out, kernel_size, stride):   # right values, but no shared memory
     ow, oh = cuda.grid(2)
@@ -114,6 +142,7 @@ def test_lesson06_checkers_accept_right_and_explain_wrong_answers(capsys):
 def test_lesson06_tiled_checkers_accept_right_kernels(_gpu, capsys):
     assert lesson06.check_tiled_max_pool_1d(_tiled_1d())
     assert lesson06.check_tiled_avg_pool_2d(_tiled_2d())
+    assert lesson06.check_grid_stride_max_pool_1d(_grid_stride_1d())
     assert "FAIL" not in capsys.readouterr().out
 
 
@@ -156,3 +185,16 @@ def test_lesson06_missing_halo_is_named(_gpu, capsys):
     assert not lesson06.check_tiled_max_pool_1d(_tiled_1d(halo=False))
     out = capsys.readouterr().out
     assert "which no thread of the block wrote" in out and "halo" in out
+
+
+@needs_kernels
+@simulator_only
+def test_lesson06_missing_barrier_before_the_next_tile_is_caught_every_time(_gpu, capsys):
+    racy = _grid_stride_1d(sync_before_load=False)
+    reports = set()
+    for _ in range(10):
+        assert not lesson06.check_grid_stride_max_pool_1d(racy)
+        reports.add(capsys.readouterr().out)
+    assert len(reports) == 1
+    out = reports.pop()
+    assert out.count("FAIL") == 3 and "race in block 0" in out and "before a new load" in out
