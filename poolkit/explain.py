@@ -253,12 +253,8 @@ def _window_notes(fam, g, cells, divisor) -> list[str]:
             pad = f"padding {p}"
         dil = f", dilation {d} (the window spans {eff} cells)" if d > 1 else ""
         line = f"{names[i]}: {L} cells, kernel {k}, stride {s}, {pad}{dil} -> {out} window{'s' if out != 1 else ''}"
-        read = np.zeros(L, dtype=bool)
         start = np.arange(out) * s - p
-        for o in range(out):
-            taps = start[o] + d * np.arange(k)
-            read[taps[(taps >= 0) & (taps < L)]] = True
-        unread = np.flatnonzero(~read).tolist()
+        unread = np.flatnonzero(~_cells_read(L, d, start, cells[i])).tolist()
         line += "; every input cell is read" if not unread else f"; input cells {unread} are never read"
         if g.padding_mode == "explicit":
             floor_n, ceil_n, dropped = G.ceil_mode_windows(L, k, s, p, d)
@@ -293,10 +289,32 @@ def _window_notes(fam, g, cells, divisor) -> list[str]:
     return notes
 
 
+def _cells_read(L, d, start, cells):
+    """Which of the ``L`` input cells some window reads, in O(windows + L) whatever the kernel.
+
+    A window reads every ``d``-th cell from ``first`` to ``last`` (geometry.window_cells);
+    windows sharing a residue ``start mod d`` come in increasing order with
+    non-decreasing ``first``/``last``, so each residue class is marked from where the
+    previous window of that class stopped: every cell is set at most once.
+    """
+    read = np.zeros(L, dtype=bool)
+    marked = {}  # residue -> last cell marked in that class
+    for o in range(len(start)):
+        if cells["inside"][o] == 0:
+            continue
+        first, last = int(cells["first"][o]), int(cells["last"][o])
+        r = first % d
+        a = max(first, marked.get(r, -1) + d) if r in marked else first
+        if a <= last:
+            read[a:last + 1:d] = True
+            marked[r] = last
+    return read
+
+
 def _explain_adaptive(op, ag, args, average) -> Explanation:
     windows = []
     for o in np.ndindex(*ag.out_size):
-        bounds = tuple((ag.starts[i][o[i]], ag.stops[i][o[i]]) for i in range(ag.nd))
+        bounds = tuple(ag.bin(i, o[i]) for i in range(ag.nd))
         n = math.prod(b - a for a, b in bounds)
         windows.append(Window(tuple(o), tuple(a for a, _ in bounds), tuple(b for _, b in bounds), bounds,
                               n, 0, 0, n if average else None))

@@ -73,6 +73,13 @@ __all__ = [
     "with_unit_dims",
     "check_index_range",
     "is_int",
+    "INT_LIMIT",
+    "check_limit",
+    "check_divisor_override",
+    "tap_range",
+    "first_window_missing_input",
+    "large_window",
+    "LARGE_WINDOW_SLACK",
     "OPS",
     "FORWARD_OPS",
 ]
@@ -98,6 +105,29 @@ PADDING_MODES = ("same", "valid")
 
 def is_int(v) -> bool:
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+#: The largest value any integer argument may take (``kernel_size``, ``stride``,
+#: ``padding``, ``dilation``, ``|divisor_override|``, adaptive and unpooling output
+#: sizes), and the largest dilated window ``(kernel_size - 1) * dilation + 1``.
+#:
+#: Why 2**60: the kernels compute positions in int64 (< 2**63 = 8 * 2**60). With every
+#: argument and the window span at most B = 2**60, and an input dimension L < B (an
+#: array that fits in memory), a window's start ``o*s - p`` lies in ``[-p, L)`` for
+#: every output ``o`` (the output-size rule), so ``|o*s - p| <= 2B``; a tap
+#: ``o*s - p + j*d`` (``j*d <= span - 1 < B``) stays below ``3B``; the clipping
+#: arithmetic ``(L - 1 - start) // d`` and ``start + span`` below ``4B``; a count of
+#: windows or cells below ``2B``. Everything stays under ``2**63`` with room to spare,
+#: and a value past the limit is refused with a ValueError that names it instead of
+#: reaching a kernel as an overflow or a Numba typing error (``2**64`` is no int64).
+INT_LIMIT = 2 ** 60
+
+
+def check_limit(v: int, name: str, op: str, shown=None) -> None:
+    """Refuse ``|v| > INT_LIMIT`` with a ValueError naming the argument and the limit."""
+    if abs(v) > INT_LIMIT:
+        raise ValueError(f"{op}: {name} must be at most 2**60 = {INT_LIMIT} in absolute value "
+                         f"(int64 arithmetic in the kernels), got {v if shown is None else shown!r}")
 
 
 def normalize_tuple(value, nd: int, name: str, op: str, *, minimum: int) -> tuple[int, ...]:
@@ -129,6 +159,7 @@ def normalize_tuple(value, nd: int, name: str, op: str, *, minimum: int) -> tupl
         if v < minimum:
             cmp = "positive" if minimum == 1 else f">= {minimum}"
             raise ValueError(f"{op}: {name} must be {cmp}, got {value!r}")
+        check_limit(v, name, op, value)
     return items
 
 
@@ -156,14 +187,32 @@ def ceil_mode_windows(L: int, k: int, s: int, p: int, d: int = 1) -> tuple[int, 
     return floor_count, ceil_count - 1 if dropped else ceil_count, dropped
 
 
+def tap_range(start: int, L: int, k: int, d: int = 1) -> tuple[int, int]:
+    """The in-range taps ``[j0, j1)`` of a window starting at ``start`` (``j0 == j1``: none).
+
+    Tap ``j`` (``0 <= j < k``) reads input index ``start + j*d``; it is inside the
+    input when ``0 <= start + j*d < L``, i.e. for ``j0 = ceil(-start / d)`` (0 if
+    ``start >= 0``) up to ``j1 = floor((L - 1 - start) / d) + 1`` (at most ``k``).
+    O(1): the kernels clip their tap loops with the same two lines.
+
+    >>> tap_range(-5, 8, 10, 2)    # taps at -5, -3, -1, 1, 3, 5, 7, 9, ...: j = 3..6 are inside
+    (3, 7)
+    """
+    j0 = 0 if start >= 0 else (-start + d - 1) // d
+    j1 = min(k, (L - 1 - start) // d + 1) if start < L else 0
+    return j0, max(j0, j1)
+
+
 def window_range(o: int, L: int, k: int, s: int, p: int, d: int = 1):
     """Input indices read by output position ``o`` along one dimension.
 
     Returns ``(start, taps)`` where ``start = o*s - p`` is the unclipped start and
-    ``taps`` the in-bounds input indices in scan order.
+    ``taps`` the in-bounds input indices in scan order (computed from
+    :func:`tap_range`: O(in-range taps), not O(k)).
     """
     start = o * s - p
-    return start, [start + j * d for j in range(k) if 0 <= start + j * d < L]
+    j0, j1 = tap_range(start, L, k, d)
+    return start, list(range(start + j0 * d, start + j1 * d, d))
 
 
 @dataclass(frozen=True)
@@ -270,6 +319,13 @@ def _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mod
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__} {ceil_mode!r}")
     ceil_mode = bool(ceil_mode)
+    for i in range(nd):  # the dilated window must stay in int64 too (see INT_LIMIT)
+        if (k[i] - 1) * d[i] + 1 > INT_LIMIT:
+            raise ValueError(
+                f"{op}: the dilated window (kernel_size - 1) * dilation + 1 must be at most 2**60 = "
+                f"{INT_LIMIT} (int64 arithmetic in the kernels), got kernel_size={kernel_size!r}, "
+                f"dilation={dilation!r} ({(k[i] - 1) * d[i] + 1} cells along spatial dimension {i})"
+            )
     pe = None
     if mode == "same":
         if ceil_mode:
@@ -300,16 +356,45 @@ def _make_geometry(op, in_size, kernel_size, stride, padding, dilation, ceil_mod
     # A dilated window can straddle the whole input and touch no input cell at all
     # (e.g. L=2, k=2, d=3, p=1 reads -1 and 2). PyTorch then returns -inf with an
     # out-of-range index; we refuse instead of returning a meaningless answer.
-    if any(di > 1 for di in d):
-        for i in range(nd):
-            for o in range(out[i]):
-                if not window_range(o, in_size[i], k[i], s[i], p[i], d[i])[1]:
-                    raise ValueError(
-                        f"{op}: with dilation={dilation!r} and padding={padding!r} the window at "
-                        f"output position {o} of spatial dimension {i} reads no input cell "
-                        f"(input size {in_size[i]}); reduce padding or dilation"
-                    )
+    for i in range(nd):
+        o = first_window_missing_input(in_size[i], k[i], s[i], p[i], d[i], out[i])
+        if o >= 0:
+            raise ValueError(
+                f"{op}: with dilation={dilation!r} and padding={padding!r} the window at "
+                f"output position {o} of spatial dimension {i} reads no input cell "
+                f"(input size {in_size[i]}); reduce padding or dilation"
+            )
     return PoolGeometry(op, in_size, out, k, s, p, d, ceil_mode, pe, mode)
+
+
+def first_window_missing_input(L: int, k: int, s: int, p: int, d: int, out: int) -> int:
+    """The first output position whose window reads no input cell, or -1 (any padding rule).
+
+    O(1) when ``L >= d``, which is nearly always: then no window can miss the input.
+    Proof. A window starts at ``t = o*s - p`` and reads ``t + j*d`` for ``j < k``.
+    (a) ``t <= L - 1``: with ``ceil_mode`` the output rule drops a window starting at
+    or after ``L + p``; without it the last window ends inside the right padding,
+    ``t + (k-1)*d <= L + p - 1``, and ``p <= k//2 <= (k-1)*d``; with
+    ``padding="same"`` ``(out-1)*s < L`` since ``out = ceil(L/s)``.
+    (b) If ``t >= 0`` tap 0 reads cell ``t``. Otherwise the first tap at or after 0 is
+    ``j0 = ceil(-t/d)`` and reads ``t + j0*d <= d - 1 <= L - 1``, an input cell, provided
+    ``j0 <= k - 1``: ``j0 <= ceil(p/d)`` and ``p <= k//2`` (explicit padding), or
+    ``p <= (k-1)*d/2`` ("same": its total padding is at most ``(k-1)*d + (out-1)*s + 1 - L``,
+    ``(out-1)*s <= L - 1``), so ``j0 <= k - 1`` for ``k >= 2``; ``k = 1`` has ``p = 0``.
+    When ``L < d`` each window reads at most one cell and there are few windows
+    (``out <= max(2, L)``: a span ``(k-1)*d + 1 > (k-1)*L`` leaves at most one floor-mode
+    window, plus ceil_mode's one, and "same" has ``ceil(L/s) <= L``), so they are all
+    checked, vectorised. tests/test_geometry.py checks this against the brute-force rule.
+
+    >>> first_window_missing_input(2, 2, 1, 1, 3, 1)    # taps -1 and 2, both outside L = 2
+    0
+    """
+    if L >= d or k == 1:
+        return -1
+    start = np.arange(out, dtype=np.int64) * s - p  # out <= max(2, L) here (see above)
+    j0 = np.where(start >= 0, 0, -(start // d))
+    missing = (j0 >= k) | (start + j0 * d >= L)
+    return int(np.argmax(missing)) if missing.any() else -1
 
 
 def same_padding(in_size, kernel, stride, dilation):
@@ -449,12 +534,18 @@ def prepare_array(x, op: str, nd: int, layout, *, allow_int: bool):
 
 
 def check_divisor_override(divisor_override, op: str):
+    """``None`` (returns 0) or a non-zero int, returned as is.
+
+    PyTorch divides by any non-zero ``divisor_override``, a negative one too (the
+    sums change sign); zero is refused ("divisor must be not zero").
+    """
     if divisor_override is None:
         return 0
     if not is_int(divisor_override):
-        raise TypeError(f"{op}: divisor_override must be None or a positive int, got {divisor_override!r}")
-    if divisor_override <= 0:
-        raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
+        raise TypeError(f"{op}: divisor_override must be None or a non-zero int, got {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError(f"{op}: divisor_override must be a non-zero int, got {divisor_override!r}")
+    check_limit(int(divisor_override), "divisor_override", op)
     return int(divisor_override)
 
 
@@ -539,27 +630,46 @@ def adaptive_bins(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     >>> [a.tolist() for a in adaptive_bins(5, 3)]
     [[0, 1, 3], [2, 4, 5]]
     """
-    o = np.arange(out, dtype=np.int64)
-    return (o * L) // out, -((-(o + 1) * L) // out)
+    if out * L < 2 ** 62:  # i*L fits in int64 (the usual case)
+        o = np.arange(out, dtype=np.int64)
+        return (o * L) // out, -((-(o + 1) * L) // out)
+    # i*L would overflow int64: q, r = divmod(L, out) gives i*L/out = i*q + i*r/out, i*r < out**2
+    q, r = divmod(L, out)
+    o = np.arange(out, dtype=object)
+    start = (o * q + (o * r) // out).astype(np.int64)
+    stop = (-((-(o + 1) * L) // out)).astype(np.int64)
+    return start, stop
 
 
 @dataclass(frozen=True)
 class AdaptiveGeometry:
-    """Validated geometry of one adaptive pooling call: bin ``[start, stop)`` per output index."""
+    """Validated geometry of one adaptive pooling call: bin ``[start, stop)`` per output index.
+
+    Only the sizes are stored; bins are computed when asked for (:meth:`bin` for one,
+    :meth:`bins` for a dimension's arrays), so the geometry costs O(nd) memory
+    whatever the output size.
+    """
 
     op: str
     in_size: tuple[int, ...]
     out_size: tuple[int, ...]
-    starts: tuple[tuple[int, ...], ...]
-    stops: tuple[tuple[int, ...], ...]
 
     @property
     def nd(self) -> int:
         return len(self.in_size)
 
+    def bin(self, i: int, o: int) -> tuple[int, int]:
+        """``(start, stop)`` of bin ``o`` along spatial dimension ``i`` (Python ints).
+
+        >>> make_adaptive_geometry("t", (5,), 3).bin(0, 1)
+        (1, 4)
+        """
+        L, out = self.in_size[i], self.out_size[i]
+        return (o * L) // out, -((-(o + 1) * L) // out)
+
     def bins(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(start, stop)`` arrays of the bins along spatial dimension ``i``."""
-        return (np.asarray(self.starts[i], dtype=np.int64), np.asarray(self.stops[i], dtype=np.int64))
+        """``(start, stop)`` int64 arrays of the bins along spatial dimension ``i``."""
+        return adaptive_bins(self.in_size[i], self.out_size[i])
 
     def describe(self) -> str:
         return f"{self.op}: input {self.in_size} -> output {self.out_size} (adaptive bins)"
@@ -568,7 +678,7 @@ class AdaptiveGeometry:
 def make_adaptive_geometry(op: str, in_size, output_size) -> AdaptiveGeometry:
     """Validate ``output_size`` (an int, or ``nd`` ints/``None``; ``None`` keeps that size).
 
-    Sizes must be ``>= 0`` (PyTorch allows an empty output).
+    Sizes must be ``>= 0`` (PyTorch allows an empty output) and at most :data:`INT_LIMIT`.
     """
     in_size = tuple(int(v) for v in in_size)
     nd = len(in_size)
@@ -587,12 +697,9 @@ def make_adaptive_geometry(op: str, in_size, output_size) -> AdaptiveGeometry:
                         f"{output_size!r}")
     if any(v < 0 for v in items):
         raise ValueError(f"{op}: output_size must be >= 0, got {output_size!r}")
-    starts, stops = [], []
-    for L, o in zip(in_size, items):
-        a, b = adaptive_bins(L, o)
-        starts.append(tuple(int(v) for v in a))
-        stops.append(tuple(int(v) for v in b))
-    return AdaptiveGeometry(op, in_size, items, tuple(starts), tuple(stops))
+    for v in items:
+        check_limit(v, "output_size", op, output_size)
+    return AdaptiveGeometry(op, in_size, items)
 
 
 # ------------------------------------------------------------------ lp pooling, unpooling, gradients
@@ -600,7 +707,12 @@ def check_norm_type(norm_type, op: str) -> float:
     """``norm_type`` must be a real number other than 0 and NaN (``inf`` means max of |x|)."""
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"{op}: norm_type must be a real number, got {type(norm_type).__name__} {norm_type!r}")
-    value = float(norm_type)
+    try:
+        value = float(norm_type)
+    except OverflowError:
+        raise ValueError(f"{op}: norm_type must be representable as a float (at most ~1.8e308; "
+                         f"use float('inf') for max pooling of |x|), got an int of "
+                         f"{int(norm_type).bit_length()} bits") from None
     if value == 0 or value != value:
         raise ValueError(f"{op}: norm_type must be non-zero and not NaN, got {norm_type!r}")
     return value
@@ -630,6 +742,8 @@ def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_si
             raise TypeError(f"{op}: output_size must be None or a sequence of {nd} (or {nd + 2}) ints, "
                             f"got {output_size!r}")
         size = tuple(int(v) for v in output_size)
+        for v in size:
+            check_limit(v, "output_size", op, output_size)
         if len(size) == nd + 2:
             size = size[2:]
         if len(size) != nd:
@@ -644,6 +758,10 @@ def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_si
         if size[i] <= 0:
             raise ValueError(f"{op}: the output size {size} is empty along spatial dimension {i}; "
                              f"check kernel_size, stride, padding and output_size")
+        if size[i] > INT_LIMIT:
+            raise ValueError(f"{op}: the output size (L - 1) * stride + kernel_size - 2 * padding = "
+                             f"{size[i]} along spatial dimension {i} must be at most 2**60 = "
+                             f"{INT_LIMIT}; check kernel_size={kernel_size!r} and stride={stride!r}")
     return size
 
 
@@ -682,15 +800,44 @@ def window_cells(geom: PoolGeometry) -> list[dict[str, np.ndarray]]:
     and ``overhang`` (taps past ``L + padding_end``: a ceil_mode window sticking out
     of the padded input; they are no cell at all). ``inside + padding`` is the
     ``count_include_pad`` divisor of :func:`avg_divisor_table` (without dilation).
+    Computed per window from the tap arithmetic of :func:`tap_range` (O(outputs),
+    whatever the kernel size).
     """
     tables = []
     for i, (start, _) in enumerate(window_extents(geom)):
         L, k, d = geom.in_size[i], geom.kernel[i], geom.dilation[i]
-        taps = start[:, None] + d * np.arange(k, dtype=np.int64)[None, :]
-        inside = (taps >= 0) & (taps < L)
-        over = taps >= L + geom.padding_end[i]
-        first = np.where(inside.any(axis=1), np.where(inside, taps, L).min(axis=1), -1)
-        last = np.where(inside.any(axis=1), np.where(inside, taps, -1).max(axis=1), -1)
-        tables.append(dict(first=first, last=last, inside=inside.sum(axis=1),
-                           padding=(~inside & ~over).sum(axis=1), overhang=over.sum(axis=1)))
+        j0 = np.minimum(np.maximum(-(start // d), 0), k)       # first tap at or after 0
+        j1 = np.clip((L - 1 - start) // d + 1, j0, k)           # one past the last tap before L
+        jo = np.clip(-((start - (L + geom.padding_end[i])) // d), j1, k)  # first tap past the padding
+        inside = j1 - j0
+        read = inside > 0
+        tables.append(dict(first=np.where(read, start + j0 * d, -1),
+                           last=np.where(read, start + (j1 - 1) * d, -1),
+                           inside=inside, padding=k - inside - (k - jo), overhang=k - jo))
     return tables
+
+
+#: :func:`large_window`'s slack: a window may span up to ``2 * L + LARGE_WINDOW_SLACK``
+#: cells of an input dimension of ``L`` cells before it counts as large.
+LARGE_WINDOW_SLACK = 64
+
+
+def large_window(geom: PoolGeometry) -> bool:
+    """True if a window spans far more cells than the input has, along some dimension.
+
+    The one rule that routes a pooling call away from the fast kernels: those size
+    scratch rows by the padded row (``L + 2*padding``) and the window span, and loop
+    over every tap of a window, so a window of ``10**8`` cells over an 8-cell input
+    would cost gigabytes and seconds. A large window (span ``(k-1)*d + 1 >
+    2*L + LARGE_WINDOW_SLACK``) runs instead on kernels that clip each window's tap
+    ranges to the input arithmetically (:func:`tap_range`): memory proportional to
+    the output, time to the taps inside the input. Ordinary windows (at most the
+    input plus a little) never qualify, so the fast path keeps its speed.
+
+    >>> large_window(make_geometry("t", (8, 8), 10**8 + 1, 1, 5 * 10**7))
+    True
+    >>> large_window(make_geometry("t", (8, 8), 3, 1, 1))
+    False
+    """
+    return any((k - 1) * d + 1 > 2 * L + LARGE_WINDOW_SLACK
+               for L, k, d in zip(geom.in_size, geom.kernel, geom.dilation))

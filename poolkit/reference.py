@@ -95,14 +95,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
             for oh in range(OH):
                 for ow in range(OW):
                     total = zero
-                    for kh in range(KH):
-                        ih = oh * SH - PH + kh
-                        if ih < 0 or ih >= H:
-                            continue  # padding adds zero
-                        for kw in range(KW):
-                            iw = ow * SW - PW + kw
-                            if 0 <= iw < W:
-                                total = total + x[n, c, ih, iw]
+                    # the rows and columns inside the input (padding adds zero), in scan order
+                    for ih in G.window_range(oh, H, KH, SH, PH)[1]:
+                        for iw in G.window_range(ow, W, KW, SW, PW)[1]:
+                            total = total + x[n, c, ih, iw]
                     divisor = override if override else div_h[oh] * div_w[ow]
                     out[n, c, oh, ow] = total / x.dtype.type(divisor)
     return _finish(out, cl, batched)
@@ -128,17 +124,25 @@ def _planes(x):
 
 
 def _taps(o, g):
-    """Input positions read by output cell ``o`` of geometry ``g`` (scan order), padding skipped."""
-    for t in np.ndindex(*g.kernel):
-        pos = tuple(o[i] * g.stride[i] - g.padding[i] + t[i] * g.dilation[i] for i in range(g.nd))
-        if all(0 <= pos[i] < g.in_size[i] for i in range(g.nd)):
-            yield pos
+    """Input positions read by output cell ``o`` of geometry ``g`` (scan order), padding skipped.
+
+    Per dimension the in-range taps come from :func:`poolkit.geometry.window_range`
+    (arithmetic: a window of 10**8 taps over 8 cells costs 8 steps, not 10**8).
+    """
+    per_dim = [G.window_range(o[i], g.in_size[i], g.kernel[i], g.stride[i], g.padding[i],
+                              g.dilation[i])[1] for i in range(g.nd)]
+    return itertools.product(*per_dim)
 
 
 def _bin_cells(o, ag):
     """Input positions in adaptive bin ``o`` of adaptive geometry ``ag`` (scan order)."""
-    ranges = [range(ag.starts[i][o[i]], ag.stops[i][o[i]]) for i in range(ag.nd)]
-    return itertools.product(*ranges)
+    return itertools.product(*(range(*ag.bin(i, o[i])) for i in range(ag.nd)))
+
+
+def _bin_size(ag, i, o):
+    """The number of cells of bin ``o`` along dimension ``i``."""
+    start, stop = ag.bin(i, o)
+    return stop - start
 
 
 def _argmax(x, n, c, cells, spatial):
@@ -374,7 +378,7 @@ def _adaptive_avg_nd(op, nd, x, output_size, layout):
             for pos in _bin_cells(o, ag):
                 total = total + x[(n, c) + pos]
             for i in range(nd):  # PyTorch divides by one bin size after the other
-                total = total / x.dtype.type(ag.stops[i][o[i]] - ag.starts[i][o[i]])
+                total = total / x.dtype.type(_bin_size(ag, i, o[i]))
             out[(n, c) + o] = total
     return _finish(out, cl, batched)
 
@@ -388,7 +392,7 @@ def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout):
         for o in np.ndindex(*ag.out_size):
             share = grad[(n, c) + o]
             for i in range(nd):
-                share = share / x.dtype.type(ag.stops[i][o[i]] - ag.starts[i][o[i]])
+                share = share / x.dtype.type(_bin_size(ag, i, o[i]))
             for pos in _bin_cells(o, ag):
                 gx[(n, c) + pos] += share
     return _finish(gx, cl, batched)

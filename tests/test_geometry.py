@@ -8,6 +8,8 @@ are PyTorch's (and TensorFlow's, for the string paddings) worked by hand.
 """
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import poolkit
 from poolkit import geometry as G
@@ -141,7 +143,8 @@ def test_adaptive_bins(L, out, starts, stops):
 
 def test_adaptive_geometry_keeps_a_size_for_none_and_allows_zero():
     ag = G.make_adaptive_geometry("t", (5, 7), (3, None))
-    assert ag.out_size == (3, 7) and ag.starts[1] == tuple(range(7)) and ag.stops[1] == tuple(range(1, 8))
+    assert ag.out_size == (3, 7) and [ag.bin(1, o) for o in range(7)] == [(o, o + 1) for o in range(7)]
+    assert [b.tolist() for b in ag.bins(1)] == [list(range(7)), list(range(1, 8))]
     assert G.make_adaptive_geometry("t", (5, 7), 0).out_size == (0, 0)
     with pytest.raises(ValueError, match="t: output_size must be >= 0"):
         G.make_adaptive_geometry("t", (5,), -1)
@@ -224,3 +227,115 @@ def test_memoised_geometry_keeps_validating():
     assert g is G.make_geometry("max_pool2d", (6, 6), np.int64(2))
     tables = G.avg_divisors(g, True, np.dtype(np.float32))
     assert all(not t.flags.writeable for t in tables)
+
+
+# ------------------------------------------------------------------ O(1) window rules vs brute force
+def _brute_taps(start, L, k, d):
+    return [start + j * d for j in range(k) if 0 <= start + j * d < L]
+
+
+def _brute_missing(L, k, s, p, d, out):
+    """The old O(out * k) check: the first window that reads no input cell, or -1."""
+    for o in range(out):
+        if not _brute_taps(o * s - p, L, k, d):
+            return o
+    return -1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 9), st.integers(1, 7), st.integers(0, 5), st.integers(1, 9),
+       st.booleans(), st.booleans())
+def test_missing_window_rule_matches_brute_force(L, k, s, p, d, ceil_mode, same):
+    """make_geometry's O(1) check (first_window_missing_input, proven for L >= d in its
+    docstring) refuses exactly the geometries in which the brute-force rule finds a
+    window reading no input cell; explicit and 'same' padding."""
+    if same:
+        assume(not ceil_mode)
+        (p,), (pe,) = G.same_padding((L,), (k,), (s,), (d,))
+        out = -(-L // s)
+        padding = "same"
+    else:
+        assume(p <= k // 2)
+        out = G.pool_output_size(L, k, s, p, d, ceil_mode)
+        assume(out >= 1)
+        padding = p
+    brute = _brute_missing(L, k, s, p, d, out)
+    assert G.first_window_missing_input(L, k, s, p, d, out) == brute
+    if L >= d:
+        assert brute == -1  # the proof's claim
+    if brute >= 0:
+        with pytest.raises(ValueError, match=f"window at output position {brute} .* reads no input cell"):
+            G.make_geometry("t", (L,), k, s, padding, d, ceil_mode)
+    else:
+        assert G.make_geometry("t", (L,), k, s, padding, d, ceil_mode).out_size == (out,)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-40, 40), st.integers(1, 30), st.integers(1, 30), st.integers(1, 6))
+def test_tap_range_and_window_range_match_brute_force(start, L, k, d):
+    j0, j1 = G.tap_range(start, L, k, d)
+    assert [start + j * d for j in range(j0, j1)] == _brute_taps(start, L, k, d)
+    s, p = 3, 0
+    o = max(start, 0) // s
+    assert G.window_range(o, L, k, s, p, d) == (o * s, _brute_taps(o * s, L, k, d))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 10), st.integers(1, 25), st.integers(1, 6), st.integers(0, 12), st.integers(1, 4),
+       st.booleans(), st.booleans())
+def test_window_cells_match_the_taps_counted_one_by_one(L, k, s, p, d, ceil_mode, same):
+    padding = "same" if same else p
+    assume(not (same and ceil_mode))
+    try:
+        g = G.make_geometry("t", (L,), k, s, padding, d, ceil_mode)
+    except ValueError:
+        return
+    (cells,) = G.window_cells(g)
+    pe = g.padding_end[0]
+    for o in range(g.out_size[0]):
+        taps = [o * g.stride[0] - g.padding[0] + j * d for j in range(k)]
+        inside = [t for t in taps if 0 <= t < L]
+        assert cells["inside"][o] == len(inside)
+        assert cells["first"][o] == (inside[0] if inside else -1)
+        assert cells["last"][o] == (inside[-1] if inside else -1)
+        assert cells["overhang"][o] == sum(t >= L + pe for t in taps)
+        assert cells["padding"][o] == sum((t < 0 or L <= t < L + pe) for t in taps)
+
+
+def test_checks_are_independent_of_the_window_count():
+    """Probe 5 of issue 13: 100,000 cells, kernel 5000, dilation 2 (was a Python loop
+    over every output and tap, ~60 s); the geometry is now O(1) per dimension."""
+    import time
+    t = time.perf_counter()
+    g = G.make_geometry("max_pool1d", (100_000,), 5000, 1, 0, 2)
+    G.make_geometry("max_pool1d", (100_000,), 5000, 1, 2500, 2, True)
+    G.make_geometry("max_pool1d", (100_000,), 5000, 1, "same", 3)
+    assert G.window_range(50_000, 100_000, 5000, 1, 0, 2)[1][-1] == 50_000 + 4999 * 2
+    assert time.perf_counter() - t < 0.5
+    assert g.out_size == (100_000 - 9998,)
+
+
+def test_adaptive_geometry_costs_no_memory_per_bin():
+    import tracemalloc
+    tracemalloc.start()
+    ag = G.make_adaptive_geometry("t", (8, 8), (10**7, 1))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000 and ag.bin(0, 10**7 - 1) == (7, 8)
+    a, b = G.adaptive_bins(2**40, 2**23)       # i*L overflows nothing (would be 2**63)
+    assert a[-1] == 2**40 - 2**17 and b[-1] == 2**40
+    L, out = 3 * 2**42 + 1, 2**20                 # i*L >= 2**62: the exact (object) path
+    big = G.adaptive_bins(L, out)
+    ag = G.AdaptiveGeometry("t", (L,), (out,))
+    assert all((big[0][o], big[1][o]) == ag.bin(0, o) for o in (0, 1, 12345, out - 1))
+
+
+def test_large_window_rule():
+    g = G.make_geometry("t", (8, 8), (10**8 + 1, 3), 1, (5 * 10**7, 1))
+    assert G.large_window(g)
+    span_limit = 2 * 8 + G.LARGE_WINDOW_SLACK
+    assert not G.large_window(G.make_geometry("t", (8,), span_limit, 1, span_limit // 2))
+    assert G.large_window(G.make_geometry("t", (8,), span_limit + 1, 1, (span_limit + 1) // 2))
+    # dilation counts: (k-1)*d + 1 = 147 > 2*40 + 64 = 144 (a ceil_mode window, huge stride)
+    assert G.large_window(G.make_geometry("t", (40,), 3, 1000, 0, 73, True))
+    assert not G.large_window(G.make_geometry("t", (40,), 3, 1000, 0, 71, True))  # 143 cells
