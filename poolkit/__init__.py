@@ -12,8 +12,10 @@ order, defaults, semantics)::
 The course ladder is visible in the package:
 ``poolkit.geometry`` (shared rules) -> ``poolkit.reference`` (plain loops, the
 spec) -> ``poolkit.cpu`` (Numba, serial and parallel) -> ``poolkit.gpu`` (CUDA).
-Importing poolkit compiles nothing and never touches CUDA.
+Importing poolkit compiles nothing and never touches CUDA. It registers one fork
+handler (:mod:`poolkit.threads`: parallel kernels are safe from threads and after fork).
 """
+from . import threads  # noqa: F401  (first: its fork handler must be in place before any fork)
 from .functional import (
     adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
     adaptive_avg_pool3d, adaptive_avg_pool3d_backward, adaptive_max_pool1d, adaptive_max_pool1d_backward,

@@ -2,13 +2,14 @@
 
 The ladder, bottom to top (a module may import only from its own rung or below):
 
-0. ``geometry``, ``config``, ``_layout``, ``_docs`` -- rules and plumbing: no poolkit
-   module, never numba;
+0. ``geometry``, ``config``, ``_layout``, ``_docs``, ``threads`` -- rules and plumbing:
+   no poolkit module, never numba;
 1. ``reference``, ``explain`` -- plain Python on top of rung 0;
 2. ``cpu``, ``gpu`` -- the backends; neither imports the other;
 3. ``dask`` -- runs the CPU kernels per block;
 4. ``functional`` -- the dispatch; 5. ``poolkit`` itself;
-6. ``bench``, ``exercises`` -- tools that use the public API.
+6. ``bench``, ``exercises``, ``info`` -- tools that use the public API;
+7. ``__main__`` (``python -m poolkit info``).
 
 Inside ``cpu``/``gpu``, kernel modules import numba and their own kernel helpers only.
 Also: no star imports, no private names from another package, no import circles.
@@ -28,11 +29,11 @@ import poolkit
 ROOT = Path(poolkit.__file__).resolve().parent
 
 RANKS = {
-    "geometry": 0, "config": 0, "_layout": 0, "_docs": 0,
+    "geometry": 0, "config": 0, "_layout": 0, "_docs": 0, "threads": 0,
     "reference": 1, "explain": 1,
     "cpu": 2, "gpu": 2,
     "dask": 3, "functional": 4, "__init__": 5,
-    "bench": 6, "exercises": 6,
+    "bench": 6, "exercises": 6, "info": 6, "__main__": 7,
 }
 #: Kernel modules: numba (and numpy/math) and their package's kernel helpers only.
 KERNEL_MODULES = {
@@ -120,7 +121,8 @@ def test_no_upward_imports():
     assert not bad, "imports that climb the ladder (or cross between cpu and gpu):\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("module", ["poolkit.geometry", "poolkit.config", "poolkit._layout", "poolkit._docs"])
+@pytest.mark.parametrize("module", ["poolkit.geometry", "poolkit.config", "poolkit._layout", "poolkit._docs",
+                                    "poolkit.threads"])
 def test_rules_import_no_poolkit_module_and_no_numba(module):
     path, _ = MODULES[module]
     assert not IMPORTS[module]

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pytest
 
-from poolkit.cpu import threads
+from poolkit import threads
 
 # Inputs of 2*8*48*48 = 36,864 elements: above config.CPU_PARALLEL_MIN_SIZE (32,768),
 # so every call below takes the parallel path when the slot admits it.
@@ -23,7 +23,7 @@ WORKLOAD = textwrap.dedent("""
     import sys, threading
     import numpy as np
     import poolkit
-    from poolkit.cpu import threads
+    from poolkit import threads
 
     rng = np.random.default_rng(0)
     x4 = rng.standard_normal((2, 8, 48, 48)).astype(np.float32)
@@ -75,10 +75,21 @@ FORK = textwrap.dedent("""
         return float(poolkit.max_pool2d(x, 2).sum()), float(poolkit.avg_pool3d(x[None], 2).sum())
 
     if __name__ == "__main__":
-        poolkit.max_pool2d(np.ones((2, 8, 48, 48), np.float32), 2)   # the parent starts its pool
-        want = [child(i) for i in range(6)]
+        if STARTER == "poolkit":
+            poolkit.max_pool2d(np.ones((2, 8, 48, 48), np.float32), 2)   # the parent starts its pool
+        else:  # the user's own parallel Numba code, not poolkit, starts the pool
+            from numba import njit, prange
+
+            @njit(parallel=True)
+            def total(a):
+                s = 0.0
+                for i in prange(a.size):
+                    s += a[i]
+                return s
+            total(np.ones(100_000))
         with mp.get_context("fork").Pool(2) as pool:
             got = pool.map_async(child, range(6)).get(timeout=120)
+        want = [child(i) for i in range(6)]  # after the fork: the parent's own calls come later
         print("fork ok", got == want)
         raise SystemExit(0 if got == want else 1)
 """)
@@ -109,9 +120,10 @@ def test_threads_calling_parallel_kernels_at_once_survive_and_agree(layer, tmp_p
     assert "bad 0" in out
 
 
+@pytest.mark.parametrize("starter", ["poolkit", "numba"])
 @pytest.mark.parametrize("layer", LAYERS)
-def test_a_pool_forked_after_a_parallel_call_gets_correct_results(layer, tmp_path):
-    out = _run(FORK, layer, tmp_path)
+def test_a_pool_forked_after_a_parallel_call_gets_correct_results(layer, starter, tmp_path):
+    out = _run(f"STARTER = {starter!r}\n" + FORK, layer, tmp_path)
     assert "fork ok True" in out
 
 
@@ -156,7 +168,7 @@ def test_an_exception_inside_the_slot_releases_it():
 def test_a_child_forked_after_a_launch_runs_serial_unless_the_layer_is_fork_safe(layer, tmp_path):
     code = textwrap.dedent("""
         import os, numpy as np, poolkit
-        from poolkit.cpu import threads
+        from poolkit import threads
         poolkit.avg_pool2d(np.ones((2, 8, 48, 48), np.float32), 2)
         parent = threads.state()
         r, w = os.pipe()

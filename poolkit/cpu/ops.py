@@ -28,7 +28,7 @@ from .. import geometry as G
 from .._docs import document_twins
 from .kernels2d import KERNELS as _KERNELS_2D
 from .kernels_nd import KERNELS as _KERNELS_ND
-from .threads import parallel_slot
+from ..threads import parallel_slot
 
 __all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]
 
@@ -139,13 +139,27 @@ def _empty(x, cl, spatial, dtype=None):
 
 
 def run_max_pool(x, g, cl, want_idx, parallel):
-    """Max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
+    """Max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``.
+
+    A window far larger than the input (:func:`poolkit.geometry.large_window`, any nd)
+    runs on ``max3d_cl``, which clips each window's taps to the input arithmetically,
+    on channels-last 5-D views (strided for a channels-first array): memory for the
+    output only, time for the taps inside the input. Same values and indices.
+    """
     if g.nd == 1:  # the 2-D kernels on an H = 1 view
         out, idx = run_max_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, want_idx, parallel)
         return Lay.from_2d(out, cl), (None if idx is None else Lay.from_2d(idx, cl))
     out = _empty(x, cl, g.out_size)
     idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
-    if out.size:
+    if out.size and G.large_window(g):
+        g5 = G.with_unit_dims(g, 3)
+        x5, out5, idx5 = (None if a is None else
+                          Lay.to5(a, g.nd, True) if cl else np.moveaxis(Lay.to5(a, g.nd, False), 1, -1)
+                          for a in (x, out, idx))
+        _kernel("max3d_cl", parallel, x.size)(
+            x5, out5, _NO_INDEX if idx is None else idx5, want_idx, *g5.stride, *g5.padding,
+            *g5.dilation, *g5.kernel, G.max_identity(x.dtype))
+    elif out.size:
         if g.nd == 2:
             run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel, channels_last=cl,
                            parallel=_use_parallel(x.size, parallel))
@@ -157,13 +171,24 @@ def run_max_pool(x, g, cl, want_idx, parallel):
 
 
 def run_avg_pool(x, g, cl, count_include_pad, override, parallel):
-    """Average pooling of a batched float array (``override``: divisor_override or 0)."""
+    """Average pooling of a batched float array (``override``: divisor_override or 0).
+
+    Large windows (:func:`poolkit.geometry.large_window`) run on ``avg3d_cl`` like
+    :func:`run_max_pool`'s; it sums the in-range taps in the same scan order.
+    """
     if g.nd == 1:
         out = run_avg_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, count_include_pad, override,
                            parallel)
         return Lay.from_2d(out, cl)
     out = _empty(x, cl, g.out_size)
-    if out.size:
+    if out.size and G.large_window(g):
+        g5 = G.with_unit_dims(g, 3)
+        x5, out5 = (Lay.to5(a, g.nd, True) if cl else np.moveaxis(Lay.to5(a, g.nd, False), 1, -1)
+                    for a in (x, out))
+        _kernel("avg3d_cl", parallel, x.size)(
+            x5, out5, *g5.stride, *g5.padding, *g5.kernel, *G.avg_divisors(g5, count_include_pad, x.dtype),
+            x.dtype.type(override))
+    elif out.size:
         tables = G.avg_divisors(g, count_include_pad, x.dtype)
         if g.nd == 2:
             run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, *tables, override, channels_last=cl,
@@ -212,13 +237,15 @@ def _scatter_to(src, idx, dst, cl, accumulate, parallel):
 
 
 def _divisor_array(g, count_include_pad, override, dtype):
-    """The divisor of every output cell (the product of per-dimension counts), as ``dtype``."""
+    """The divisor of every output cell as ``dtype``: the product of the per-dimension
+    counts, multiplied in ``dtype`` in dimension order like the forward kernels (an int64
+    product could overflow for huge windows, and would round differently in 3-d)."""
     if override:
         return dtype.type(override)
-    div = np.ones((1,) * g.nd, dtype=np.int64)
-    for i, t in enumerate(G.avg_divisor_table(g, count_include_pad)):
+    div = np.ones((1,) * g.nd, dtype=dtype)
+    for i, t in enumerate(G.avg_divisors(g, count_include_pad, dtype)):
         div = div * t.reshape((1,) * i + (-1,) + (1,) * (g.nd - i - 1))
-    return div.astype(dtype)
+    return div
 
 
 def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):

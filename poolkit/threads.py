@@ -13,7 +13,8 @@ limits can take a process down, and poolkit is called from threads (Jupyter,
   process already using GNU OpenMP"), so a ``multiprocessing.Pool`` breaks or hangs.
 
 :func:`parallel_slot` is the one gate every parallel launch of :mod:`poolkit.cpu`
-goes through:
+goes through (``poolkit`` imports this module first thing, so the fork handler
+is in place before any fork):
 
 * A **non-blocking lock** admits one parallel launch at a time. A thread that
   finds it taken runs the *serial* twin of the same kernel instead of waiting
@@ -21,18 +22,20 @@ goes through:
   thread pool is not oversubscribed by several). No thread names, no guessing
   which layer is safe: it holds for every layer.
 * A **fork handler** (:func:`os.register_at_fork`) marks a child forked after
-  the parent started its thread pool; that child runs serial kernels only,
+  the parent started Numba's thread pool (through poolkit or any other code); that child runs serial kernels only,
   unless the layer is fork-safe (``tbb``, ``workqueue``). A child forked before any parallel
   launch, and any spawned process, starts its own pool as usual.
 
 Serial and parallel twins are the same source compiled twice (see
-:func:`poolkit.cpu._jit.njit_pair`), so results are bitwise identical whichever
-runs. This module is host code: it never compiles or launches anything itself.
+``poolkit.cpu._jit.njit_pair``), so results are bitwise identical whichever
+runs. This module is pure Python (rung 0: it never imports Numba; it reads
+Numba's state only if Numba is already imported) and launches nothing itself.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 __all__ = ["parallel_slot", "state", "FORK_SAFE_LAYERS"]
@@ -53,12 +56,19 @@ def _note_layer() -> None:
     # After a parallel launch: which layer Numba picked (it raises ValueError until
     # a parallel kernel has run, e.g. if the launch failed before starting the pool).
     global _layer
-    if _layer is None:
-        import numba
+    numba = sys.modules.get("numba")
+    if _layer is None and numba is not None:
         try:
             _layer = numba.threading_layer()
         except ValueError:
             pass
+
+
+def _pool_started() -> bool:
+    # Started by poolkit, or by anything else in the process (the user's own
+    # parallel Numba code, numba.get_num_threads()): Numba's own flag says so.
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return _launched or bool(getattr(parallel, "_is_initialized", False))
 
 
 def _after_fork_in_child() -> None:
@@ -67,8 +77,10 @@ def _after_fork_in_child() -> None:
     global _lock, _forked_child, _fallbacks
     _lock = threading.Lock()
     _fallbacks = 0
-    if _launched and _layer not in FORK_SAFE_LAYERS:
-        _forked_child = True
+    if _pool_started():
+        _note_layer()
+        if _layer not in FORK_SAFE_LAYERS:
+            _forked_child = True
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -105,7 +117,7 @@ def parallel_slot(want: bool):
 def state() -> dict:
     """What the gate knows now (for ``python -m poolkit info`` and tests)."""
     return {
-        "pool_started": _launched,
+        "pool_started": _pool_started(),
         "layer": _layer,
         "forked_child": _forked_child,
         "parallel_allowed": not _forked_child,
