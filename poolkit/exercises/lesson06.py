@@ -347,23 +347,20 @@ def check_tiled_max_pool_1d(kernel) -> bool:
     def spec(x, k, s, tpb):
         return max_pool1d(x[None, None], k, s)[0, 0]
 
-    halo = ("a block of T threads needs (T - 1)*stride + kernel_size input cells: its own "
-            "T*stride plus a halo of kernel_size - stride (when positive); the threads load them "
-            "together, striding by blockDim.x and skipping cells past the end of x")
-    sync = ("load phase (all threads), cuda.syncthreads(), pooling phase: a thread reads cells "
-            "that other threads loaded")
+    steps = ("three steps: all threads load the tile plus its halo, (T - 1)*stride + kernel_size cells "
+             "from x[start] on (striding by blockDim.x, skipping cells past the end of x); "
+             "cuda.syncthreads(); each thread pools its output from sh, starting the max at -inf")
     cases = [
         Case("seed 1..16, kernel 2, stride 2, 8 threads/block (no halo)",
-             (np.arange(1, 17, dtype=np.float32), 2, 2, 8), hint=sync),
+             (np.arange(1, 17, dtype=np.float32), 2, 2, 8), hint=steps),
         Case("length 37, kernel 3, stride 1, 8 threads/block (a 2-cell halo)",
-             (rng.standard_normal(37).astype(np.float32), 3, 1, 8), hint=halo),
+             (rng.standard_normal(37).astype(np.float32), 3, 1, 8), hint=steps),
         Case("length 50, kernel 3, stride 2, 16 threads/block",
-             (rng.standard_normal(50).astype(np.float32), 3, 2, 16), hint=halo),
+             (rng.standard_normal(50).astype(np.float32), 3, 2, 16), hint=steps),
         Case("length 45, kernel 4, stride 3, 16 threads/block",
-             (rng.standard_normal(45).astype(np.float32), 4, 3, 16), hint=halo),
+             (rng.standard_normal(45).astype(np.float32), 4, 3, 16), hint=steps),
         Case("all negative, length 29, kernel 3, stride 1, 8 threads/block",
-             (-rng.integers(1, 9, size=29).astype(np.float32), 3, 1, 8),
-             hint="start the running max at -inf (or at the window's first cell), never at 0"),
+             (-rng.integers(1, 9, size=29).astype(np.float32), 3, 1, 8), hint=steps),
     ]
     return check(run, spec, cases, name=name, strict_dtype=True)
 
@@ -396,13 +393,12 @@ def check_tiled_avg_pool_2d(kernel) -> bool:
     def spec(x, k, s):
         return avg_pool2d(x[None, None], k, s)[0, 0]
 
-    halo = ("the tile is (4 - 1)*stride + kernel_size rows by (8 - 1)*stride + kernel_size columns "
-            "(the outputs' own share plus a halo of kernel_size - stride); all 32 threads of the "
-            "block load it, each copying every 32nd cell, before cuda.syncthreads()")
+    halo = ("three steps: all 32 threads load the tile plus its halo, (4 - 1)*stride + kernel_size rows by "
+            "(8 - 1)*stride + kernel_size columns, each copying every 32nd cell; cuda.syncthreads(); "
+            "each thread averages its window from sh")
     cases = [
         Case("seed 4x4 (1..16), kernel 2, stride 2: one block",
-             (np.arange(1, 17, dtype=np.float32).reshape(4, 4), 2, 2),
-             hint="out[oh, ow] averages the window starting at row oh*stride, column ow*stride"),
+             (np.arange(1, 17, dtype=np.float32).reshape(4, 4), 2, 2), hint=halo),
         Case("11x19, kernel 2, stride 2 (no halo), 2x2 blocks",
              (rng.standard_normal((11, 19)).astype(np.float32), 2, 2), hint=halo),
         Case("10x13, kernel 3, stride 1 (a 2-cell halo), 2x2 blocks",
