@@ -52,6 +52,7 @@ __all__ = [
     "make_geometry",
     "check_input",
     "as_native_array",
+    "plain_array",
     "prepare_array",
     "max_identity",
     "avg_divisor_table",
@@ -510,12 +511,29 @@ def max_identity(dtype):
     return dtype.type(np.iinfo(dtype).min)
 
 
+def plain_array(a, name: str, op: str) -> np.ndarray:
+    """``a`` (already known to be an ndarray) as a plain ``numpy.ndarray`` view.
+
+    Subclasses (``np.memmap``, ``np.matrix``, user subclasses) are viewed as the
+    base class -- what the kernels read is exactly their data. A masked array is
+    refused: the kernels would read the values under its mask as if they were valid.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{op}: {name} is a numpy.ma.MaskedArray; poolkit does not read masks and would pool "
+            f"the masked-out values. Pass {name}.filled(np.nan) (masked cells become NaN, which "
+            f"propagates) or {name}.filled(value), or np.asarray({name}) to pool the data as it is"
+        )
+    return a if type(a) is np.ndarray else a.view(np.ndarray)
+
+
 def as_native_array(x, op: str) -> np.ndarray:
-    """Check ``x`` is a NumPy array and return it in native byte order (no copy if already)."""
+    """Check ``x`` is a NumPy array and return it plain and in native byte order (no copy if already)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(
             f"{op}: x must be a NumPy array (or a GPU/Dask array), got {type(x).__name__}"
         )
+    x = plain_array(x, "x", op)
     if x.dtype.kind in "fiu" and not x.dtype.isnative:
         # Big-endian data (e.g. raw medical images) -> native order; Numba needs it.
         x = x.astype(x.dtype.newbyteorder("="))
@@ -770,6 +788,7 @@ def check_indices(indices, shape, op: str, *, name: str = "indices") -> np.ndarr
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"{op}: {name} must be a NumPy array of int64 (as returned with "
                         f"return_indices=True), got {type(indices).__name__}")
+    indices = plain_array(indices, name, op)
     if indices.dtype.kind not in _INT_KINDS:
         raise TypeError(f"{op}: {name} must have an integer dtype, got {indices.dtype}")
     if tuple(indices.shape) != tuple(shape):
@@ -781,6 +800,7 @@ def check_grad_output(grad_output, x, shape, op: str) -> np.ndarray:
     """``grad_output`` must be a NumPy array with the forward output's shape and ``x``'s dtype."""
     if not isinstance(grad_output, np.ndarray):
         raise TypeError(f"{op}: grad_output must be a NumPy array, got {type(grad_output).__name__}")
+    grad_output = plain_array(grad_output, "grad_output", op)
     if tuple(grad_output.shape) != tuple(shape):
         raise ValueError(f"{op}: grad_output must have the forward output's shape {tuple(shape)}, "
                          f"got {tuple(grad_output.shape)}")

@@ -182,6 +182,7 @@ def is_fake(x) -> bool:
 def shape_dtype(x, op, name="x"):
     """Shape and dtype of a NumPy, Numba/CuPy/PyTorch CUDA or simulator array (``name`` for errors)."""
     if isinstance(x, np.ndarray):
+        G.plain_array(x, name, op)  # refuses masked arrays (their mask would be lost)
         return x.shape, x.dtype
     if is_fake(x):
         return tuple(x.shape), np.dtype(x.dtype)
