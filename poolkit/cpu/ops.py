@@ -52,7 +52,9 @@ def _kernel(name, parallel, size):
 
 
 def _launch(name, parallel, *args):
-    with parallel_slot(parallel) as par:
+    if not parallel:
+        return KERNELS[(name, False)](*args)
+    with parallel_slot(True) as par:
         return KERNELS[(name, par)](*args)
 
 
