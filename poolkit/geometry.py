@@ -562,7 +562,8 @@ def check_divisor_override(divisor_override, op: str):
     if not is_int(divisor_override):
         raise TypeError(f"{op}: divisor_override must be None or a non-zero int, got {divisor_override!r}")
     if divisor_override == 0:
-        raise ValueError(f"{op}: divisor_override must be a non-zero int, got {divisor_override!r}")
+        raise ValueError(f"{op}: divisor_override must be a positive int or a negative int (any non-zero "
+                         f"int: PyTorch divides by it), got {divisor_override!r}")
     check_limit(int(divisor_override), "divisor_override", op)
     return int(divisor_override)
 

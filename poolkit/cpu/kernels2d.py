@@ -179,7 +179,7 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     ih = hs + kh
                     if 0 <= ih < H:
                         _sweep_add(acc, plane, ih, OW, SW, KW)
-                if override > 0:
+                if override != 0:  # divisor_override (PyTorch takes a negative one too)
                     for ow in range(OW):
                         out[n, c, oh, ow] = acc[ow] / override
                 else:
@@ -494,7 +494,7 @@ def avg_nhwc_small(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
             ws = ow * SW - PW
             iw0 = max(ws, 0)
             nw = min(ws + KW, W) - iw0
-            d = override if override > 0 else div_h[oh] * div_w[ow]
+            d = override if override != 0 else div_h[oh] * div_w[ow]
             if nh > 0 and nw > 0:
                 _avg_cell(out, n, oh, ow, x, ih0, iw0, nw, nh * nw, d, uC, zero)
             else:  # an empty window: a valid geometry has none
@@ -521,7 +521,7 @@ def avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
             ws = ow * SW - PW
             iw0 = max(ws, 0)
             iw1 = min(ws + KW, W)
-            d = override if override > 0 else div_h[oh] * div_w[ow]
+            d = override if override != 0 else div_h[oh] * div_w[ow]
             if ih0 >= ih1 or iw0 >= iw1:  # an empty window: a valid geometry has none
                 for c in range(uC):
                     out[n, oh, ow, c] = zero / d

@@ -36,8 +36,26 @@ from numba import cuda
 from .index5 import load5, shape5, store5, store5_argmax, unravel3, unravel5
 from .rules import max_index_wins, sign
 
-__all__ = ["max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
+__all__ = ["tap_range", "max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
            "unpool_scatter", "index_gather", "ewise", "copy_5d", "copy_4d", "ND_KERNELS"]
+
+
+@cuda.jit(device=True, inline="always")
+def tap_range(start, L, K, D):
+    """Taps ``[j0, j1)`` of a window starting at ``start`` that read inside ``[0, L)``.
+
+    Tap ``j`` reads ``start + j*D``: ``j0 = ceil(-start/D)`` (0 if ``start >= 0``),
+    ``j1 = floor((L-1-start)/D) + 1`` at most ``K``; ``j0 == j1``: none -- the
+    arithmetic of :func:`poolkit.geometry.tap_range`. With it a thread visits only
+    the taps inside the input, whatever the kernel size.
+    """
+    j0 = 0 if start >= 0 else (-start + D - 1) // D
+    j1 = (L - 1 - start) // D + 1 if start < L else 0
+    if j1 > K:
+        j1 = K
+    if j1 < j0:
+        j1 = j0
+    return j0, j1
 
 
 @cuda.jit
@@ -45,7 +63,9 @@ def max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH,
     """Max pooling over 5-D views: one thread per output; writes the flat argmax if ``want_idx``.
 
     Window scanned in (kd, kh, kw) order with :func:`~poolkit.gpu.rules.max_index_wins`: the
-    first maximum wins ties, NaN propagates (last NaN's index), padding never wins.
+    first maximum wins ties, NaN propagates (last NaN's index), padding never wins. Only
+    the taps inside the input are visited (:func:`tap_range`), so any window size costs
+    what its in-range taps cost; 1-d/2-d windows far larger than the input run here too.
     """
     i = cuda.grid(1)
     N, C, D, H, W = shape5(x, cl)
@@ -55,19 +75,22 @@ def max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH,
     n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     m = init
     mi = -1
-    for kd in range(KD):
-        id_ = od * SD - PD + kd * DD
-        if id_ >= 0 and id_ < D:
-            for kh in range(KH):
-                ih = oh * SH - PH + kh * DH
-                if ih >= 0 and ih < H:
-                    for kw in range(KW):
-                        iw = ow * SW - PW + kw * DW
-                        if iw >= 0 and iw < W:
-                            v = load5(x, n, c, id_, ih, iw, cl)
-                            if max_index_wins(v, m, mi):
-                                m = v
-                                mi = (id_ * H + ih) * W + iw
+    ds = od * SD - PD
+    hs = oh * SH - PH
+    ws = ow * SW - PW
+    kd0, kd1 = tap_range(ds, D, KD, DD)
+    kh0, kh1 = tap_range(hs, H, KH, DH)
+    kw0, kw1 = tap_range(ws, W, KW, DW)
+    for kd in range(kd0, kd1):
+        id_ = ds + kd * DD
+        for kh in range(kh0, kh1):
+            ih = hs + kh * DH
+            for kw in range(kw0, kw1):
+                iw = ws + kw * DW
+                v = load5(x, n, c, id_, ih, iw, cl)
+                if max_index_wins(v, m, mi):
+                    m = v
+                    mi = (id_ * H + ih) * W + iw
     store5_argmax(out, idx, want_idx, n, c, od, oh, ow, cl, m, mi)
 
 
@@ -75,7 +98,7 @@ def max3d(x, out, idx, want_idx, cl, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH,
 def avg3d(x, out, cl, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override, zero):
     """Average pooling over 5-D views: sum in scan order in ``x``'s dtype, one division.
 
-    The divisor is ``override`` (when > 0) or ``div_d[od] * div_h[oh] * div_w[ow]``
+    The divisor is ``override`` (when not 0) or ``div_d[od] * div_h[oh] * div_w[ow]``
     from :func:`poolkit.geometry.avg_divisor_table` -- as on the CPU, bit for bit.
     """
     i = cuda.grid(1)
@@ -85,17 +108,17 @@ def avg3d(x, out, cl, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, o
         return
     n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
     s = zero
-    for kd in range(KD):
-        id_ = od * SD - PD + kd
-        if id_ >= 0 and id_ < D:
-            for kh in range(KH):
-                ih = oh * SH - PH + kh
-                if ih >= 0 and ih < H:
-                    for kw in range(KW):
-                        iw = ow * SW - PW + kw
-                        if iw >= 0 and iw < W:
-                            s += load5(x, n, c, id_, ih, iw, cl)
-    d = override if override > 0 else div_d[od] * div_h[oh] * div_w[ow]
+    ds = od * SD - PD
+    hs = oh * SH - PH
+    ws = ow * SW - PW
+    kd0, kd1 = tap_range(ds, D, KD, 1)
+    kh0, kh1 = tap_range(hs, H, KH, 1)
+    kw0, kw1 = tap_range(ws, W, KW, 1)
+    for kd in range(kd0, kd1):
+        for kh in range(kh0, kh1):
+            for kw in range(kw0, kw1):
+                s += load5(x, n, c, ds + kd, hs + kh, ws + kw, cl)
+    d = override if override != 0 else div_d[od] * div_h[oh] * div_w[ow]
     store5(out, n, c, od, oh, ow, cl, s / d)
 
 
@@ -165,7 +188,7 @@ def avg_gather(grad, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, t_d, t_h, t_w, 
     """Average-type backward as a gather: one thread per input cell, no atomics.
 
     Adds ``grad[o] / divisor[o]`` over the covering windows in increasing order. The
-    divisor is ``override`` (> 0), ``t_d*t_h*t_w`` (pooling: the forward's divisor)
+    divisor is ``override`` (not 0), ``t_d*t_h*t_w`` (pooling: the forward's divisor)
     or, with ``adaptive``, ``grad / t_d / t_h / t_w`` (bin sizes, PyTorch's order).
     """
     i = cuda.grid(1)
@@ -178,7 +201,7 @@ def avg_gather(grad, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, t_d, t_h, t_w, 
         for oh in range(lo_h[ih], hi_h[ih]):
             for ow in range(lo_w[iw], hi_w[iw]):
                 g = load5(grad, n, c, od, oh, ow, cl)
-                if override > 0:
+                if override != 0:
                     s += g / override
                 elif adaptive:
                     s += g / t_d[od] / t_h[oh] / t_w[ow]

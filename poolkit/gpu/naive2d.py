@@ -11,6 +11,9 @@ Semantics are those of :mod:`poolkit.reference`: the max step is
 :func:`~poolkit.gpu.rules.max_index_wins` with indices, flat ``ih * W + iw`` per
 plane); ``avg`` sums in the input dtype in scan order and divides once by a
 divisor of the input dtype. Taps outside the input are padding and are skipped.
+These kernels visit every tap of a window; a window far larger than the input
+(:func:`poolkit.geometry.large_window`) runs on :func:`poolkit.gpu.kernels_nd.max3d` /
+:func:`~poolkit.gpu.kernels_nd.avg3d` instead, which clip the taps to the input.
 
 Kernels compile lazily, on first launch, for the argument types they see.
 """
@@ -93,7 +96,8 @@ def avg_nchw_naive(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override, zero)
     """One thread per output element of an NCHW average pool.
 
     Sums the in-bounds cells in the input dtype in scan order, then divides by
-    ``override`` (when > 0) or ``div_h[oh] * div_w[ow]`` (from geometry's table).
+    ``override`` (when not 0: PyTorch takes a negative one too) or
+    ``div_h[oh] * div_w[ow]`` (from geometry's table).
     """
     i = cuda.grid(1)
     N, C, H, W = x.shape
@@ -115,7 +119,7 @@ def avg_nchw_naive(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override, zero)
                 iw = ow * SW - PW + kw
                 if iw >= 0 and iw < W:
                     s += x[n, c, ih, iw]
-    d = override if override > 0 else div_h[oh] * div_w[ow]
+    d = override if override != 0 else div_h[oh] * div_w[ow]
     out[n, c, oh, ow] = s / d
 
 
@@ -205,5 +209,5 @@ def avg_nhwc_naive(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override, zero)
                 iw = ow * SW - PW + kw
                 if iw >= 0 and iw < W:
                     s += x[n, ih, iw, c]
-    d = override if override > 0 else div_h[oh] * div_w[ow]
+    d = override if override != 0 else div_h[oh] * div_w[ow]
     out[n, oh, ow, c] = s / d

@@ -176,7 +176,9 @@ def _launch_2d(red, xd, g, cl, stage, *, count_include_pad=True, override=0):
     """The launch of a 2-D kernel on batched, C-contiguous ``xd`` (a 2-d geometry ``g``).
 
     ``red`` is ``"max"``, ``"max_idx"`` or ``"avg"``; ``stage`` ``"optimized"`` or
-    ``"naive"`` (the naive kernel also runs when no tile fits in shared memory).
+    ``"naive"`` (the naive kernel also runs when no tile fits in shared memory). A
+    window far larger than the input (:func:`poolkit.geometry.large_window`) runs on
+    the 5-D kernel ``max3d``/``avg3d`` instead, which visits only in-range taps.
     """
     shape = tuple(int(v) for v in xd.shape)
     dtype = np.dtype(xd.dtype)
@@ -184,6 +186,8 @@ def _launch_2d(red, xd, g, cl, stage, *, count_include_pad=True, override=0):
     out_shape = L.batched_shape(*L.nc(shape, cl), g.out_size, cl)
     out = D.alloc(out_shape, dtype)
     outputs = (out, D.alloc(out_shape, np.int64)) if red == "max_idx" else (out,)
+    if G.large_window(g):
+        return _launch_large(red, xd, g, cl, outputs, count_include_pad, override)
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = g.kernel, g.stride, g.padding, g.dilation
     if red == "avg":
         div_h, div_w = (D.put(t.astype(dtype)) for t in G.avg_divisor_table(g, count_include_pad))
@@ -191,6 +195,12 @@ def _launch_2d(red, xd, g, cl, stage, *, count_include_pad=True, override=0):
     else:
         init = G.max_identity(dtype)
     plan = plan_tiles(layout, shape, g, dtype.itemsize) if stage == "optimized" else None
+    if plan is not None and red == "avg" and override < 0:
+        # The tiled kernels take a divisor_override only when > 0; a negative one
+        # (PyTorch divides by it too) goes in as the divisor table: override * 1.
+        div_h = D.put(np.full(g.out_size[0], override, dtype=dtype))
+        div_w = D.put(np.ones(g.out_size[1], dtype=dtype))
+        over = dtype.type(0)
     if plan is None:  # naive requested, or no tile fits in shared memory
         if red == "avg":
             args = (xd, out, SH, SW, PH, PW, KH, KW, div_h, div_w, over, init)
@@ -223,6 +233,27 @@ def _launch_2d(red, xd, g, cl, stage, *, count_include_pad=True, override=0):
                plan.load_width) + tuple(tiles))
     return D.PreparedLaunch(f"{red}_{layout.lower()}_tiled", KERNELS[(red, layout, "optimized")],
                             plan.grid, plan.block, plan.shared_bytes, args, outputs, plan)
+
+
+def _launch_large(red, xd, g, cl, outputs, count_include_pad, override):
+    """:func:`_launch_2d` for a large window: ``max3d``/``avg3d`` on 5-D views (unit D)."""
+    dtype = np.dtype(xd.dtype)
+    g5 = G.with_unit_dims(g, 3)
+    x5, out5 = _as5(xd, cl), _as5(outputs[0], cl)
+    if red == "avg":
+        tables = [D.put(t.astype(dtype)) for t in G.avg_divisor_table(g5, count_include_pad)]
+        name, kernel = "avg3d", ND_KERNELS["avg3d"]
+        args = (x5, out5, bool(cl), *g5.stride, *g5.padding, *g5.kernel, *tables, dtype.type(override),
+                dtype.type(0))
+    else:
+        want_idx = red == "max_idx"
+        idx5 = _as5(outputs[1], cl) if want_idx else D.alloc((1, 1, 1, 1, 1), np.int64)
+        name, kernel = "max3d", ND_KERNELS["max3d"]
+        args = (x5, out5, idx5, want_idx, bool(cl), *g5.stride, *g5.padding, *g5.dilation, *g5.kernel,
+                G.max_identity(dtype))
+    total = int(np.prod(tuple(outputs[0].shape)))
+    tpb = D.threads_per_block()
+    return D.PreparedLaunch(name, kernel, max(1, -(-total // tpb)), tpb, 0, args, outputs)
 
 
 def _as4(x5, cl):

@@ -15,7 +15,10 @@ comes from :mod:`poolkit.config`:
   are too few tiles to fill the GPU, tiles get fewer planes.
 * Shared memory per block stays under ``config.GPU_SHARED_BYTES`` (48 KiB) by
   shrinking the tile; a window too large for even a one-output tile gets no plan
-  (``None``) and the naive kernel runs instead.
+  (``None``) and the naive kernel runs instead. So does a window far larger than
+  the input (:func:`poolkit.geometry.large_window`): the tiled kernels loop over
+  every tap of a window, and :mod:`poolkit.gpu.ops` runs such windows on the 5-D
+  kernels, which visit the in-range taps only.
 * The grid has at most ``config.GPU_BLOCKS_PER_SM`` blocks per multiprocessor
   (:func:`max_blocks`); each block loops over tiles.
 
@@ -142,6 +145,8 @@ def plan_tiles(layout, x_shape, geom: G.PoolGeometry, itemsize: int, *, grid_cap
     ``x_shape`` is the batched 4-d shape in ``layout``. Pure arithmetic on
     :mod:`poolkit.config`'s settings; see :class:`TilePlan`.
     """
+    if G.large_window(geom):
+        return None
     (KH, KW), (SH, SW), (DH, DW) = geom.kernel, geom.stride, geom.dilation
     OH, OW = geom.out_size
     tpb = max(1, min(1024, int(config.GPU_TILE_THREADS)))
@@ -239,10 +244,9 @@ def count_global_loads(x_shape, geom: G.PoolGeometry, layout="NCHW", kernel="opt
     H, W = (x_shape[2], x_shape[3]) if layout == "NCHW" else (x_shape[1], x_shape[2])
     counts = []
     for i, L in enumerate((H, W)):
-        o = np.arange(geom.out_size[i])
-        taps = [len(G.window_range(int(v), L, geom.kernel[i], geom.stride[i], geom.padding[i],
-                                   geom.dilation[i])[1]) for v in o]
-        counts.append(np.asarray(taps, dtype=np.int64))
+        taps = [G.tap_range(o * geom.stride[i] - geom.padding[i], L, geom.kernel[i], geom.dilation[i])
+                for o in range(geom.out_size[i])]  # in-range taps per window, O(1) each
+        counts.append(np.asarray([j1 - j0 for j0, j1 in taps], dtype=np.int64))
     if kernel == "naive":
         return int(N * C * counts[0].sum() * counts[1].sum())
     plan = plan_tiles(layout, x_shape, geom, itemsize, grid_cap=1)
