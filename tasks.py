@@ -2,6 +2,7 @@
 """poolkit's one task runner. Needs only Python 3.11+; sets everything else up itself.
 
     python3 tasks.py lab     # create .venv if missing, install poolkit, open the course in JupyterLab
+                             # (the CUDA toolkit wheels only where an NVIDIA driver is found)
     python3 tasks.py test    # create .venv if missing, install poolkit, run every test and notebook
     python3 tasks.py bench   # CPU benchmark (python -m poolkit.bench) in the same environment
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +80,16 @@ def test(args) -> int:
     return rc1 or rc2
 
 
+def has_nvidia_driver() -> bool:
+    """An NVIDIA driver is installed (then the course also gets the CUDA toolkit wheels)."""
+    return (shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
+            or (os.name == "nt" and Path(os.environ.get("SystemRoot", "C:/Windows"), "System32", "nvcuda.dll").exists()))
+
+
 def lab(args) -> int:
-    ensure_env("course")
+    # Without a GPU the lessons run CUDA on Numba's simulator, which needs numba-cuda but
+    # not its ~0.5 GB of CUDA toolkit wheels (the ``cuda`` extra).
+    ensure_env("course,cuda" if has_nvidia_driver() else "course")
     extra = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # containers
     return run([BIN / "jupyter", "lab", "--notebook-dir", ROOT / "notebooks", *extra, *args])
 

@@ -217,7 +217,8 @@ def test_guarded_imports_are_optional():
 
 
 def test_lab_installs_the_course_extra(monkeypatch, tmp_path):
-    """`python3 tasks.py lab` installs `.[course]` and starts JupyterLab from that environment."""
+    """`python3 tasks.py lab` installs `.[course]` (plus the CUDA wheels, `cuda`, where there is an
+    NVIDIA driver) and starts JupyterLab from that environment."""
     spec = importlib.util.spec_from_file_location("poolkit_tasks", ROOT / "tasks.py")
     tasks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tasks)
@@ -226,8 +227,11 @@ def test_lab_installs_the_course_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(tasks, "BIN", tmp_path / "bin")
     monkeypatch.setattr(tasks, "PY", tmp_path / "bin" / "python")
     monkeypatch.setattr(tasks, "run", lambda cmd, **kw: calls.append([str(c) for c in cmd]) or 0)
-    assert tasks.lab([]) == 0
-    installs = [c for c in calls if c[1:4] == ["-m", "pip", "install"] and "-e" in c]
-    assert installs, calls
-    assert installs[0][installs[0].index("-e") + 1] == ".[course]", installs
+    for driver, extras in ((False, ".[course]"), (True, ".[course,cuda]")):
+        calls.clear()
+        monkeypatch.setattr(tasks, "has_nvidia_driver", lambda: driver)
+        assert tasks.lab([]) == 0
+        installs = [c for c in calls if c[1:4] == ["-m", "pip", "install"] and "-e" in c]
+        assert installs, calls
+        assert installs[0][installs[0].index("-e") + 1] == extras, installs
     assert calls[-1][0] == str(tmp_path / "bin" / "jupyter") and calls[-1][1] == "lab", calls
