@@ -31,12 +31,17 @@ and the chunk lives only inside that one task -- and it
   blocks after it read.
 
 A small :func:`_halo_task` per block then recomputes those first rows and
-columns from the strips. Because a block needs only its own chunk and strips of
-earlier chunks, no chunk ever waits in memory for a chunk not made yet. (Assigning
-windows by their *first* cell instead would make each block wait for the next
-chunk row.) The halo tasks are chained in row-major order, which makes Dask's
-static task ordering sweep the array forwards, so finished blocks do not wait
-for their strips either.
+columns from the strips; it is the output block itself. Because a block needs only
+its own chunk and strips of earlier chunks, no chunk ever waits in memory for a chunk
+not made yet. (Assigning windows by their *first* cell instead would make each block
+wait for the next chunk row.) The graph has a few tasks per chunk, each with at most
+five dependencies, and nothing links distant blocks, so building, ordering and
+running it are linear in the number of chunks (16,384 chunks: seconds, not minutes).
+Until issue 13 the halo tasks were chained in row-major order to make Dask's static
+ordering sweep the array forwards; that made ``dask.order`` quadratic in the number
+of chunks (6 GB and 285 s for 16,384 chunks). Without the chain Dask's ordering
+finishes the first block rows early, so while the rest of the array streams, about
+one row of blocks may wait for its halo strips (see Memory below).
 
 Each kernel call gets a *local* padding -- taken from the array's padding only
 where its input touches the true edge of the array -- so ``-inf`` (max) and
@@ -64,8 +69,10 @@ oversubscribe the cores.
 Memory: one kernel call reads at most one chunk, or ``chunk + d*(k-1)`` cells
 per spatial axis of glued strips (see :func:`block_plan`). A computation that
 streams its result out (``da.store`` to disk, or a reduction) holds a few chunks
-per thread plus one row of thin halo strips, however large the array
-(``benchmarks/dask_bench.py`` measures it). Windows larger than a chunk make
+per thread, plus, for overlapping windows, up to one row of blocks waiting for their
+halo strips (their outputs, about ``1/stride**2`` of a chunk each) and one row of thin
+strips: bounded by a row of the array, not by the array
+(``benchmarks/dask_bench.py`` and ``benchmarks/RESULTS_dask.md`` measure it). Windows larger than a chunk make
 blocks read more than a chunk; for a window over a whole huge plane use a Dask
 reduction such as ``x.max(axis=(-2, -1))`` instead.
 """
@@ -417,44 +424,77 @@ def _run_kernel(x, out, idx, spec, padding, div_h, div_w):
                            channels_last=spec.channels_last, parallel=False)
 
 
-def _nothing(*args):
-    """A task that only waits for its arguments (a link in the chain of halo tasks)."""
-    return None
-
-
 def _part(result, i, *after):
     """Item ``i`` of a task's result (``after``: keys that must be computed first)."""
     return result[i]
 
 
+def _reads(chunks, plan):
+    """``reads[b]``: the ``(chunk j, lo, hi)`` pieces (chunk-local, non-empty) that output
+    block ``b`` of ``plan`` reads along one axis. Linear in blocks + chunks + pieces:
+    each block's first and last chunk are found by bisection."""
+    starts = np.cumsum((0,) + tuple(int(c) for c in chunks))
+    first = np.searchsorted(starts, [b.in_start for b in plan], side="right") - 1
+    stop = np.searchsorted(starts, [b.in_stop for b in plan], side="left")
+    starts = starts.tolist()
+    out = []
+    for blk, j0, j1 in zip(plan, first.tolist(), stop.tolist()):
+        items = []
+        for j in range(max(j0, 0), j1):  # chunks with c0 < in_stop and c1 > in_start
+            c0, c1 = starts[j], starts[j + 1]
+            if c1 > c0:
+                items.append((j, max(blk.in_start, c0) - c0, min(blk.in_stop, c1) - c0))
+        out.append(items)
+    return out
+
+
+def _inline_sources(x):
+    """``{chunk key: array}`` for the chunks of ``x`` that its graph holds as plain data
+    (``da.from_array`` of a NumPy array): the chunk tasks take those arrays directly.
+
+    Dask fuses such a data node into its one reader only when its linear fusion reaches
+    the data node before the reader's other dependents; for every data node it leaves
+    over, the local schedulers then spend time proportional to the number of data nodes
+    *per task* (``task.dependencies - set(cache)``), so a graph of 16,384 chunks took
+    minutes to start. Inlined, the chunk tasks have no dependencies at all.
+    """
+    layer = x.__dask_graph__().layers.get(x.name)
+    if layer is None or not hasattr(layer, "mapping"):
+        return {}
+    data = {}
+    for k, v in layer.mapping.items():
+        v = getattr(v, "value", v) if type(v).__name__ == "DataNode" else v
+        if isinstance(v, np.ndarray):
+            data[k] = v
+    return data
+
+
+def _halo_out(first, grid, spec, *after):
+    """:func:`_halo_task`'s block only (the output task when no indices are asked for)."""
+    return _halo_task(first, grid, spec)[0]
+
+
 def _build(x, g, cl, spec_for_block, name, with_indices, op):
-    """The task graph.
+    """The task graph: a small constant number of tasks per input chunk.
 
     * ``{op}-chunk``: one :func:`chunk_task` per input chunk; it depends on the
-      chunk alone (so Dask fuses it with the chunk's own task);
+      chunk alone (so Dask fuses it with the chunk's own task; chunks held as plain
+      data are passed in directly, see :func:`_inline_sources`);
     * ``{op}-halo``: the strips later blocks read (an item of a chunk task's result,
       one per chunk, passed whole to each reader) and one :func:`_halo_task` per
       block whose first rows/columns need them;
-    * the output arrays: items of the block's last task.
+    * the output arrays: the block's halo task itself, or items of its last task.
+
+    Every loop here is linear in the number of chunks (plus the pieces blocks read).
     """
     axes = _spatial_axes(cl)
     other = (0, 3) if cl else (0, 1)
     plan = _plan(x, g, cl)
     xname = x.name
     chunk_name, halo_name = f"{op}-chunk-{name}", f"{op}-halo-{name}"
+    out_names = [f"{op}{suffix}-{name}" for suffix in ("", "-indices")[:1 + with_indices]]
     # reads[a][b]: (chunk j, lo, hi) read by output block b along spatial axis a (chunk-local)
-    reads = []
-    for a in range(2):
-        starts = np.cumsum((0,) + x.chunks[axes[a]])
-        per_block = []
-        for blk in plan[a]:
-            items = []
-            for j in range(len(starts) - 1):
-                c0, c1 = int(starts[j]), int(starts[j + 1])
-                if c1 > c0 and c0 < blk.in_stop and c1 > blk.in_start:
-                    items.append((j, max(blk.in_start, c0) - c0, min(blk.in_stop, c1) - c0))
-            per_block.append(items)
-        reads.append(per_block)
+    reads = [_reads(x.chunks[axes[a]], plan[a]) for a in range(2)]
     # usedby[a][j]: blocks along axis a that read chunk j; owner[a][j]: the block ending in j
     usedby = [[[] for _ in x.chunks[axes[a]]] for a in range(2)]
     owner = [dict() for _ in range(2)]
@@ -463,19 +503,14 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
             for j, lo, hi in items:
                 usedby[a][j].append((b, lo, hi))
             owner[a][items[-1][0]] = b
+    sources = _inline_sources(x)
 
-    layer, outputs = {}, {}
+    layer, outputs = {}, [{} for _ in out_names]
     for i0 in range(len(x.chunks[other[0]])):
         for i1 in range(len(x.chunks[other[1]])):
             def key(nm, jh, jw, *rest):
                 return _key(nm, cl, i0, i1, jh, jw) + rest
 
-            # The halo tasks of one (batch, channel) chunk form a chain in row-major order
-            # (each also waits for the one before): the chain makes Dask's static ordering
-            # sweep the array forwards, the direction in which a block's halo strips are
-            # ready when its chunk is, so no finished block waits in memory for strips of
-            # chunks not made yet. The halo tasks are small; the chunk tasks stay parallel.
-            chain = ()
             strip_of = {}  # (chunk row, chunk col, reader block row, col) -> index in the chunk's strips
 
             for jh in range(len(x.chunks[axes[0]])):
@@ -489,14 +524,6 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                             if (bh, bw) != mine:
                                 strip_of[(jh, jw, bh, bw)] = len(strips)
                                 strips.append((h0, h1, w0, w1, cl))
-                    # All strips of a chunk in one small result, taken out of the chunk task's
-                    # result *before* the block is finished (``after`` below): so the chunk task's
-                    # result, which holds the block's output, is not kept alive until the blocks
-                    # below have read their strips.
-                    after = ()
-                    if strips:
-                        layer[key(halo_name, jh, jw)] = (_part, key(chunk_name, jh, jw), 2)
-                        after = (key(halo_name, jh, jw),)
                     spec = own = None
                     if None not in mine:
                         bh, bw = mine
@@ -505,17 +532,33 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
                         spec = spec_for_block(plan[0][bh], plan[1][bw], x.chunks[other[0]][i0],
                                               x.chunks[other[1]][i1],
                                               tuple(hi - lo for _, lo, hi in rh), tuple(hi - lo for _, lo, hi in rw))
-                        done = key(chunk_name, jh, jw)
-                        if len(rh) > 1 or len(rw) > 1:  # the first rows/columns need halo strips
-                            grid = [[None if (ph, pw) == (jh, jw) else [key(halo_name, ph, pw), strip_of[(ph, pw, bh, bw)]]
-                                     for pw, _, _ in rw] for ph, _, _ in rh]
-                            done = key(halo_name, jh, jw, "block")
-                            layer[done] = (_halo_task, key(chunk_name, jh, jw), grid, spec, *after, *chain)
-                            # the chain passes a None on, not the block (no transfer between workers)
-                            layer[key(halo_name, jh, jw, "done")] = (_nothing, done)
-                            after, chain = (), (key(halo_name, jh, jw, "done"),)
-                        outputs[(i0, i1, bh, bw)] = (done, after)
-                    layer[key(chunk_name, jh, jw)] = (chunk_task, key(xname, jh, jw), own, spec, strips)
+                    src = key(xname, jh, jw)
+                    ck = key(chunk_name, jh, jw)
+                    layer[ck] = (chunk_task, sources.get(src, src), own, spec, strips)
+                    # All strips of a chunk in one small result, taken out of the chunk task's
+                    # result *before* the block is finished (``after`` below): so the chunk task's
+                    # result, which holds the block's output, is not kept alive until the blocks
+                    # below have read their strips.
+                    after = ()
+                    if strips:
+                        layer[key(halo_name, jh, jw)] = (_part, ck, 2)
+                        after = (key(halo_name, jh, jw),)
+                    if spec is None:
+                        continue
+                    block = _key("", cl, i0, i1, bh, bw)[1:]
+                    if len(rh) == 1 and len(rw) == 1:  # no halo: the chunk task's result is the block
+                        for part, out in enumerate(outputs):
+                            out[block] = (_part, ck, part, *after)
+                        continue
+                    grid = [[None if (ph, pw) == (jh, jw) else [key(halo_name, ph, pw), strip_of[(ph, pw, bh, bw)]]
+                             for pw, _, _ in rw] for ph, _, _ in rh]
+                    if with_indices:
+                        done = key(halo_name, jh, jw, "block")
+                        layer[done] = (_halo_task, ck, grid, spec, *after)
+                        for part, out in enumerate(outputs):
+                            out[block] = (_part, done, part)
+                    else:  # the halo task is the output block itself
+                        outputs[0][block] = (_halo_out, ck, grid, spec, *after)
 
     chunks = [None] * 4
     chunks[other[0]], chunks[other[1]] = x.chunks[other[0]], x.chunks[other[1]]
@@ -524,10 +567,8 @@ def _build(x, g, cl, spec_for_block, name, with_indices, op):
     dtype = np.dtype(x.dtype).newbyteorder("=")
     layers, deps = {chunk_name: layer}, {chunk_name: {xname}}
     arrays = []
-    for part, (suffix, dt) in enumerate([("", dtype), ("-indices", np.dtype(np.int64))][:1 + with_indices]):
-        out_name = f"{op}{suffix}-{name}"
-        layers[out_name] = {_key(out_name, cl, *blk): (_part, tkey, part, *after)
-                            for blk, (tkey, after) in outputs.items()}
+    for out_name, out, dt in zip(out_names, outputs, (dtype, np.dtype(np.int64))):
+        layers[out_name] = {(out_name,) + blk: task for blk, task in out.items()}
         deps[out_name] = {chunk_name}
         arrays.append((out_name, dt))
     graph = HighLevelGraph.merge(HighLevelGraph(layers, deps), x.dask)

@@ -173,8 +173,10 @@ def test_output_chunks_follow_input_chunks_divided_by_stride():
     (layer,) = [out.dask.layers[n] for n in out.dask.layers if n.startswith("max_pool2d-chunk-")]
     assert sorted({k[0].split("-")[1] for k in layer}) == ["chunk"] and len(layer) == 2 * 4 * 3
     out = pdask.avg_pool2d(dx, 3, 2, 1, layout="NCHW")
-    (layer,) = [out.dask.layers[n] for n in out.dask.layers if n.startswith("avg_pool2d-chunk-")]
-    assert sum(k[0].startswith("avg_pool2d-halo-") and k[-1] == "block" for k in layer) == 2 * (4 * 3 - 1)
+    # overlapping windows: every block but the first of each (batch, channel) chunk is finished
+    # by a halo task, which is the output block itself
+    assert len(out.dask.layers[out.name]) == 2 * 4 * 3
+    assert sum(t[0] is pdask._halo_out for t in out.dask.layers[out.name].values()) == 2 * (4 * 3 - 1)
     # output o's window ends at 2*o + 1: block j holds the windows ending in chunk j
     assert out.chunks[2:] == ((32,) * 4, (32,) * 3)
 
@@ -222,6 +224,66 @@ def test_every_task_reads_a_bounded_slice(monkeypatch):
         assert shape[0] == 1 and shape[1] == 2 and shape[2] <= 16 + halo and shape[3] <= 13 + halo
     bound = 1 * 2 * (16 + halo) * (13 + halo) * 8  # largest slice, even as int64 indices
     assert max(results) <= bound < x.nbytes // 4
+
+
+def _our_tasks(y):
+    """The tasks poolkit.dask adds (not the input's), as a dict, and their dependencies."""
+    from dask.core import get_dependencies
+    dsk = dict(y.__dask_graph__())
+    mine = {k: v for k, v in dsk.items() if isinstance(k, tuple) and k[0].startswith(("max_pool2d", "avg_pool2d"))}
+    return mine, {k: get_dependencies(dsk, k) for k in mine}
+
+
+@pytest.mark.parametrize("window", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2)])
+@pytest.mark.parametrize("indices", [False, True])
+def test_graph_is_linear_in_the_number_of_chunks(window, indices):
+    """Issue 13, probe 4: a few tasks per chunk, each with a few dependencies, and no chain
+    through the halo tasks: every output block depends (transitively) on a bounded number of
+    tasks, whatever the number of chunks (a chain made ``dask.order`` quadratic)."""
+    x = np.random.default_rng(9).random((1, 1, 96, 96), dtype=np.float32)
+    per_chunk = []
+    for c in ((12, 12), (4, 4), (96, 2), (2, 96)):
+        dx = da.from_array(x, chunks=(1, 1, *c))
+        out = pdask.max_pool2d(dx, return_indices=indices, **window)
+        y = out[0] if indices else out
+        mine, deps = _our_tasks(y)
+        per_chunk.append(len(mine) / dx.npartitions)
+        assert max(len(d) for d in deps.values()) <= 5
+        ancestors = {}
+
+        def up(k):  # the tasks k needs, transitively (memoised; the graph is shallow)
+            if k not in ancestors:
+                ancestors[k] = set().union(*([{d} | up(d) for d in deps.get(k, ())] or [set()]))
+            return ancestors[k]
+        assert max(len(up(k)) for k in mine) <= 12, c
+        if c == (4, 4):  # the result is still right
+            got = dask.compute(*out, scheduler="sync") if indices else out.compute(scheduler="sync")
+            want = poolkit.max_pool2d(x, return_indices=indices, **window)
+            for g, w in zip(*((got, want) if indices else ((got,), (want,)))):
+                _assert_same(g, w)
+    assert max(per_chunk) <= 5, per_chunk  # 2-5 tasks per chunk: chunk, strips, block (+indices)
+
+
+def test_many_chunks_in_bounded_time_and_memory():
+    """Issue 13, probe 4: 2,048 chunks of 8x8 (4,096: 12 s and 640 MB with the chain, quadratic in the
+    number of chunks: 16,384 chunks took 61-285 s and 6 GB). The subprocess measures the whole
+    run, imports and compilation included; the limits are far above what it takes."""
+    code = """if 1:
+        import resource, time
+        import numpy as np, dask.array as da, poolkit, poolkit.dask
+        x = np.random.default_rng(0).random((1, 1, 256, 512), dtype=np.float32)
+        t0 = time.perf_counter()
+        y = poolkit.dask.max_pool2d(da.from_array(x, chunks=(1, 1, 8, 8)), 3, 2, 1)
+        got = y.compute(scheduler="threads", num_workers=2)
+        t = time.perf_counter() - t0
+        ok = np.array_equal(got, poolkit.max_pool2d(x, 3, 2, 1))
+        print(ok, t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=300).stdout.split()
+    assert out[0] == "True"
+    assert float(out[1]) < 90  # measured 3-6 s on 2 busy cores
+    assert int(out[2]) < 1_200_000  # KiB; measured ~300 MB (imports included)
 
 
 def test_building_the_graph_computes_nothing():
