@@ -12,12 +12,13 @@
 Every max step is :func:`._jit.vmax` / :func:`._jit.take_max` (the one NaN-aware
 max rule of the CPU backend). :data:`KERNELS` holds the compiled serial/parallel twins.
 
-The 3-d pooling kernels never visit a tap outside the input: :func:`_tap_range`
+The channels-last 3-d kernels never visit a tap outside the input: :func:`_tap_range`
 gives each window's first and last in-range tap (the arithmetic of
 :func:`poolkit.geometry.tap_range`), so a window of ``10**8`` taps over an 8-cell
-input costs 8 steps. The channels-last kernels clip all three tap ranges per
-output cell; :mod:`poolkit.cpu.ops` runs them (on strided views, whatever the
-layout) for every window :func:`poolkit.geometry.large_window` calls large.
+input costs 8 steps. :mod:`poolkit.cpu.ops` runs them (on strided views, whatever
+the layout) for every window :func:`poolkit.geometry.large_window` calls large, in
+any nd. The channels-first kernels sweep every tap (bounded there by that rule:
+at most ``2*L + 64`` per dimension), which keeps their vectorised row sweeps.
 """
 from __future__ import annotations
 
@@ -48,27 +49,27 @@ def max3d_cf(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, 
     """Max pooling over (N, C, D, H, W); parallel over (n, c); indices if ``want_idx``."""
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    # the kw taps some window of an output row reads: kw*DW - PW in [-(OW-1)*SW, W-1]
-    kw0, kw1 = _tap_range((OW - 1) * SW - PW, W + (OW - 1) * SW, KW, DW)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
         for od in range(OD):
             ds = od * SD - PD
-            kd0, kd1 = _tap_range(ds, D, KD, DD)
             for oh in range(OH):
                 hs = oh * SH - PH
-                kh0, kh1 = _tap_range(hs, H, KH, DH)
                 for ow in range(OW):
                     out[n, c, od, oh, ow] = init
                     if want_idx:
                         idx[n, c, od, oh, ow] = -1
-                for kd in range(kd0, kd1):
+                for kd in range(KD):
                     id_ = ds + kd * DD
-                    for kh in range(kh0, kh1):
+                    if id_ < 0 or id_ >= D:
+                        continue
+                    for kh in range(KH):
                         ih = hs + kh * DH
+                        if ih < 0 or ih >= H:
+                            continue
                         base = (id_ * H + ih) * W
-                        for kw in range(kw0, kw1):
+                        for kw in range(KW):
                             off = kw * DW - PW
                             # ow range with 0 <= ow*SW + off < W: one branch-free sweep
                             lo = 0 if off >= 0 else (-off + SW - 1) // SW
@@ -109,10 +110,16 @@ def max3d_cl(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, 
             kw0, kw1 = _tap_range(ws, W, KW, DW)
             for kd in range(kd0, kd1):
                 id_ = ds + kd * DD
+                if id_ < 0 or id_ >= D:  # never taken: the bound tells LLVM the index is valid
+                    continue
                 for kh in range(kh0, kh1):
                     ih = hs + kh * DH
+                    if ih < 0 or ih >= H:
+                        continue
                     for kw in range(kw0, kw1):
                         iw = ws + kw * DW
+                        if iw < 0 or iw >= W:
+                            continue
                         flat = (id_ * H + ih) * W + iw
                         if want_idx:
                             for c in range(C):
@@ -127,23 +134,24 @@ def avg3d_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
     """Average pooling over (N, C, D, H, W): sum in scan order, one division (PyTorch's)."""
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    kw0, kw1 = _tap_range((OW - 1) * SW - PW, W + (OW - 1) * SW, KW, 1)  # as in max3d_cf
     for p in prange(N * C):
         n = p // C
         c = p - n * C
         for od in range(OD):
             ds = od * SD - PD
-            kd0, kd1 = _tap_range(ds, D, KD, 1)
             for oh in range(OH):
                 hs = oh * SH - PH
-                kh0, kh1 = _tap_range(hs, H, KH, 1)
                 for ow in range(OW):
                     out[n, c, od, oh, ow] = 0
-                for kd in range(kd0, kd1):
+                for kd in range(KD):
                     id_ = ds + kd
-                    for kh in range(kh0, kh1):
+                    if id_ < 0 or id_ >= D:
+                        continue
+                    for kh in range(KH):
                         ih = hs + kh
-                        for kw in range(kw0, kw1):
+                        if ih < 0 or ih >= H:
+                            continue
+                        for kw in range(KW):
                             off = kw - PW
                             lo = 0 if off >= 0 else (-off + SW - 1) // SW
                             hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
@@ -176,10 +184,16 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
             kw0, kw1 = _tap_range(ws, W, KW, 1)
             for kd in range(kd0, kd1):
                 id_ = ds + kd
+                if id_ < 0 or id_ >= D:  # never taken: the bound tells LLVM the index is valid
+                    continue
                 for kh in range(kh0, kh1):
                     ih = hs + kh
+                    if ih < 0 or ih >= H:
+                        continue
                     for kw in range(kw0, kw1):
                         iw = ws + kw
+                        if iw < 0 or iw >= W:
+                            continue
                         for c in range(C):
                             out[n, od, oh, ow, c] += x[n, id_, ih, iw, c]
             d = override if override != 0 else div_d[od] * div_h[oh] * div_w[ow]
