@@ -151,3 +151,23 @@ def test_cli_options_and_gpu_dispatch(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--gpu", "--threads", "2"])  # a CPU-only option
     assert "unrecognized arguments: --threads" in capsys.readouterr().err
+
+
+def test_gpu_table_has_the_copy_columns(tmp_path):
+    """``--gpu`` reports host->device (input) and device->host (output) copy times, the
+    columns lesson 05 reads (``h2d us``, ``d2h us``); here on the simulator, in a subprocess."""
+    import os
+
+    out = tmp_path / "gpu.md"
+    code = ("import sys; from poolkit.bench.__main__ import main; "
+            f"sys.exit(main(['--gpu', '--smoke', '--repeat', '1', '--case', 'max 2x2', '--no-torch', "
+            f"'--out', {str(out)!r}]))")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in out.read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert "h2d us" in header and "d2h us" in header
+    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+    assert [r["layout"] for r in rows] == ["NCHW", "NHWC"]
+    assert all(float(r["h2d us"]) > 0 and float(r["d2h us"]) > 0 for r in rows)

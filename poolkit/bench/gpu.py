@@ -12,7 +12,11 @@ the CPU batch. For each case it measures, on the same device arrays:
 * **PyTorch** CUDA pooling (``torch.nn.functional``; ``channels_last`` memory format
   for NHWC) on the very same memory (zero-copy through
   ``__cuda_array_interface__``), when torch with CUDA is importable. Its output is
-  also compared with poolkit's (the ``check`` column).
+  also compared with poolkit's (the ``check`` column);
+* the **host<->device copies** a caller without data on the GPU pays around the kernel:
+  ``cuda.to_device`` of the input as a host (NumPy) array (``h2d us``, allocation
+  included) and ``copy_to_host`` of the optimized kernel's output (``d2h us``), on
+  pageable host memory.
 
 Times come from CUDA events after warm-up (which also compiles): each
 measurement times a burst of launches lasting >= ~2 ms, and the reported time is the
@@ -199,6 +203,12 @@ def run(*, scale=None, min_mb=512, repeat=25, layouts=LAYOUTS, use_torch=True,
             copy_dst = None  # free the copy target before the next buffers
             for k, launch in launches.items():
                 row[k] = measure(launch.run, repeat)
+            host_x = x.copy_to_host()  # the input as a caller's NumPy array
+            row["h2d"] = measure(lambda: cuda.to_device(host_x), repeat)
+            host_x = None
+            d_out = launches["optimized"].outputs[0]
+            row["d2h"] = measure(lambda: d_out.copy_to_host(), repeat)
+            d_out = None
             naive = launches["naive"].outputs[0].copy_to_host()
             opt = launches["optimized"].outputs[0].copy_to_host()
             check = "ok" if np.array_equal(naive, opt) else "naive != optimized"
@@ -250,8 +260,8 @@ def format_table(rows, info):
             f"torch {info['torch'] or 'not used'}; Python {platform.python_version()}",
             "",
             "| case | layout | shape | MB moved | copy GB/s | naive us | naive GB/s | optimized us | "
-            "optimized GB/s | opt % of copy | torch us | torch GB/s | opt vs torch | check |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "optimized GB/s | opt % of copy | torch us | torch GB/s | opt vs torch | h2d us | d2h us | check |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines = list(head)
     for r in rows:
         copy_bw = _gbs(2 * r["in_bytes"], r["copy"])
@@ -262,7 +272,7 @@ def format_table(rows, info):
         lines.append(
             f"| {r['label']} | {r['layout']} | {shape_str(r['shape'])} | {r['bytes'] / 1e6:.0f} | "
             f"{copy_bw:.0f} | {r['naive'] * 1e6:.1f} | {nb:.0f} | {r['optimized'] * 1e6:.1f} | {ob:.0f} | "
-            f"{100 * ob / copy_bw:.0f}% | {tcols} | {r['check']} |")
+            f"{100 * ob / copy_bw:.0f}% | {tcols} | {r['h2d'] * 1e6:.1f} | {r['d2h'] * 1e6:.1f} | {r['check']} |")
     lines.append("")
     if info["sim"]:
         lines.append("Simulator run: code paths and outputs checked; no timings, targets not evaluated.")
