@@ -649,9 +649,15 @@ def adaptive_bins(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     >>> [a.tolist() for a in adaptive_bins(5, 3)]
     [[0, 1, 3], [2, 4, 5]]
     """
-    if out * L < 2 ** 62:  # i*L fits in int64 (the usual case)
-        o = np.arange(out, dtype=np.int64)
-        return (o * L) // out, -((-(o + 1) * L) // out)
+    if out * L < 2 ** 62:  # i*L fits in int64 (the usual case); in place: two arrays in all
+        start = np.arange(out, dtype=np.int64)
+        stop = start + 1
+        start *= L
+        start //= out
+        stop *= -L
+        stop //= out  # floor(-(i+1)*L/out) = -ceil((i+1)*L/out)
+        np.negative(stop, out=stop)
+        return start, stop
     # i*L would overflow int64: q, r = divmod(L, out) gives i*L/out = i*q + i*r/out, i*r < out**2
     q, r = divmod(L, out)
     o = np.arange(out, dtype=object)

@@ -224,7 +224,7 @@ def run_adaptive_avg_pool(x, ag, cl, parallel):
     out = _empty(x, cl, ag.out_size)
     if out.size:
         bins = _bins5(ag)
-        sizes = [(b - a).astype(x.dtype) for a, b in bins]
+        sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
         _kernel("adaptive_avg_cl" if cl else "adaptive_avg_cf", parallel, max(x.size, out.size))(
             Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes)
     return out
