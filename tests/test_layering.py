@@ -37,10 +37,10 @@ RANKS = {
 }
 #: Kernel modules: numba (and numpy/math) and their package's kernel helpers only.
 KERNEL_MODULES = {
-    "poolkit.cpu._jit": set(),
+    "poolkit.cpu._jit": {"poolkit.geometry"},  # compiles geometry.tap_range
     "poolkit.cpu.kernels2d": {"poolkit.cpu._jit"},
     "poolkit.cpu.kernels_nd": {"poolkit.cpu._jit"},
-    "poolkit.gpu.rules": set(),
+    "poolkit.gpu.rules": {"poolkit.geometry"},  # compiles geometry.tap_range
     "poolkit.gpu.naive2d": {"poolkit.gpu.rules"},
     "poolkit.gpu.tiled2d": {"poolkit.gpu.rules"},
     "poolkit.gpu.index5": set(),

@@ -1,6 +1,7 @@
 """The Numba pieces every CPU kernel shares: the serial/parallel twin compiler and the max step.
 
-One place per rule: :func:`vmax` is the NaN-aware max scan step of every CPU max
+One place per rule: :func:`tap_range` is the geometry's in-range tap rule
+compiled, :func:`vmax` is the NaN-aware max scan step of every CPU max
 kernel (2-d and n-d; ties keep the first maximum, the last NaN wins, bit for bit as
 PyTorch), and :func:`take_max` is the same step carrying the index. Kernel modules
 (:mod:`.kernels2d`, :mod:`.kernels_nd`) import these; host code never does.
@@ -14,7 +15,13 @@ from numba import njit
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-__all__ = ["njit_pair", "select", "vmax", "take_max"]
+from .. import geometry as G
+
+__all__ = ["njit_pair", "select", "vmax", "take_max", "tap_range"]
+
+#: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
+#: compiled (one rule for the reference, the CPU and the GPU kernels).
+tap_range = njit(inline="always")(G.tap_range)
 
 
 def njit_pair(fn):

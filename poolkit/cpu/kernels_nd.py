@@ -12,7 +12,7 @@
 Every max step is :func:`._jit.vmax` / :func:`._jit.take_max` (the one NaN-aware
 max rule of the CPU backend). :data:`KERNELS` holds the compiled serial/parallel twins.
 
-The channels-last 3-d kernels never visit a tap outside the input: :func:`_tap_range`
+The channels-last 3-d kernels never visit a tap outside the input: :func:`._jit.tap_range`
 gives each window's first and last in-range tap (the arithmetic of
 :func:`poolkit.geometry.tap_range`), so a window of ``10**8`` taps over an 8-cell
 input costs 8 steps. :mod:`poolkit.cpu.ops` runs them (on strided views, whatever
@@ -22,29 +22,15 @@ at most ``2*L + 64`` per dimension), which keeps their vectorised row sweeps.
 """
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import prange
 
-from ._jit import njit_pair, take_max, vmax
+from ._jit import njit_pair, take_max, tap_range, vmax
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "adaptive_max_cf", "adaptive_max_cl",
            "adaptive_avg_cf", "adaptive_avg_cl", "scatter", "gather", "avg_gather", "KERNELS"]
 
 
 # ---------------------------------------------------------------- 3-d pooling kernels
-@njit(inline="always")
-def _tap_range(start, L, K, D):
-    # Taps j in [j0, j1) of a window starting at ``start`` (tap j reads start + j*D)
-    # are the ones inside [0, L): j0 = ceil(-start/D), j1 = floor((L-1-start)/D) + 1,
-    # clipped to [0, K]; j0 == j1 means none. (poolkit.geometry.tap_range, in int64.)
-    j0 = 0 if start >= 0 else (-start + D - 1) // D
-    j1 = (L - 1 - start) // D + 1 if start < L else 0
-    if j1 > K:
-        j1 = K
-    if j1 < j0:
-        j1 = j0
-    return j0, j1
-
-
 def max3d_cf(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, KW, init):
     """Max pooling over (N, C, D, H, W); parallel over (n, c); indices if ``want_idx``."""
     N, C, D, H, W = x.shape
@@ -99,15 +85,15 @@ def max3d_cl(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, 
         oh = r - od * OH
         ds = od * SD - PD
         hs = oh * SH - PH
-        kd0, kd1 = _tap_range(ds, D, KD, DD)
-        kh0, kh1 = _tap_range(hs, H, KH, DH)
+        kd0, kd1 = tap_range(ds, D, KD, DD)
+        kh0, kh1 = tap_range(hs, H, KH, DH)
         for ow in range(OW):
             ws = ow * SW - PW
             for c in range(C):
                 out[n, od, oh, ow, c] = init
                 if want_idx:
                     idx[n, od, oh, ow, c] = -1
-            kw0, kw1 = _tap_range(ws, W, KW, DW)
+            kw0, kw1 = tap_range(ws, W, KW, DW)
             for kd in range(kd0, kd1):
                 id_ = ds + kd * DD
                 if id_ < 0 or id_ >= D:  # never taken: the bound tells LLVM the index is valid
@@ -175,13 +161,13 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
         oh = r - od * OH
         ds = od * SD - PD
         hs = oh * SH - PH
-        kd0, kd1 = _tap_range(ds, D, KD, 1)
-        kh0, kh1 = _tap_range(hs, H, KH, 1)
+        kd0, kd1 = tap_range(ds, D, KD, 1)
+        kh0, kh1 = tap_range(hs, H, KH, 1)
         for ow in range(OW):
             ws = ow * SW - PW
             for c in range(C):
                 out[n, od, oh, ow, c] = 0
-            kw0, kw1 = _tap_range(ws, W, KW, 1)
+            kw0, kw1 = tap_range(ws, W, KW, 1)
             for kd in range(kd0, kd1):
                 id_ = ds + kd
                 if id_ < 0 or id_ >= D:  # never taken: the bound tells LLVM the index is valid

@@ -34,28 +34,10 @@ Kernels compile lazily, on first launch; :data:`ND_KERNELS` names them.
 from numba import cuda
 
 from .index5 import load5, shape5, store5, store5_argmax, unravel3, unravel5
-from .rules import max_index_wins, sign
+from .rules import max_index_wins, sign, tap_range
 
-__all__ = ["tap_range", "max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
+__all__ = ["max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
            "unpool_scatter", "index_gather", "ewise", "copy_5d", "copy_4d", "ND_KERNELS"]
-
-
-@cuda.jit(device=True, inline="always")
-def tap_range(start, L, K, D):
-    """Taps ``[j0, j1)`` of a window starting at ``start`` that read inside ``[0, L)``.
-
-    Tap ``j`` reads ``start + j*D``: ``j0 = ceil(-start/D)`` (0 if ``start >= 0``),
-    ``j1 = floor((L-1-start)/D) + 1`` at most ``K``; ``j0 == j1``: none -- the
-    arithmetic of :func:`poolkit.geometry.tap_range`. With it a thread visits only
-    the taps inside the input, whatever the kernel size.
-    """
-    j0 = 0 if start >= 0 else (-start + D - 1) // D
-    j1 = (L - 1 - start) // D + 1 if start < L else 0
-    if j1 > K:
-        j1 = K
-    if j1 < j0:
-        j1 = j0
-    return j0, j1
 
 
 @cuda.jit

@@ -12,6 +12,7 @@ twin, the reference loops define them):
   makes the first real cell count, so an all ``-inf`` window still gets the index
   of its first in-bounds cell (padding never wins: kernels skip it).
 * :func:`sign` -- PyTorch's sign: ``0`` for ``0`` *and* for NaN.
+* :func:`tap_range` -- the in-range taps of a window (:func:`poolkit.geometry.tap_range`).
 
 ``inline="always"`` inlines them at Numba's IR level: the PTX has no call (and the
 same instructions as the rule written out in each kernel). ``from numba import
@@ -19,7 +20,13 @@ cuda`` stays at module level so the CUDA simulator swaps it.
 """
 from numba import cuda
 
-__all__ = ["max_wins", "max_index_wins", "sign"]
+from .. import geometry as G
+
+__all__ = ["max_wins", "max_index_wins", "sign", "tap_range"]
+
+#: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
+#: compiled as a device function (one rule for the reference, the CPU and the GPU).
+tap_range = cuda.jit(device=True, inline="always")(G.tap_range)
 
 
 @cuda.jit(device=True, inline="always")
