@@ -515,8 +515,8 @@ def plain_array(a, name: str, op: str) -> np.ndarray:
     """``a`` (already known to be an ndarray) as a plain ``numpy.ndarray`` view.
 
     Subclasses (``np.memmap``, ``np.matrix``, user subclasses) are viewed as the
-    base class -- what the kernels read is exactly their data. A masked array is
-    refused: the kernels would read the values under its mask as if they were valid.
+    base class -- what the kernels read is exactly their data; unaligned arrays are
+    copied to aligned memory. A masked array is refused: the kernels would read the values under its mask as if they were valid.
     """
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(
@@ -524,7 +524,10 @@ def plain_array(a, name: str, op: str) -> np.ndarray:
             f"the masked-out values. Pass {name}.filled(np.nan) (masked cells become NaN, which "
             f"propagates) or {name}.filled(value), or np.asarray({name}) to pool the data as it is"
         )
-    return a if type(a) is np.ndarray else a.view(np.ndarray)
+    a = a if type(a) is np.ndarray else a.view(np.ndarray)
+    # Unaligned data (e.g. a view into a byte buffer at an odd offset) is copied once:
+    # Numba would otherwise compile every kernel again for unaligned arrays.
+    return a if a.flags.aligned else np.array(a)
 
 
 def as_native_array(x, op: str) -> np.ndarray:
