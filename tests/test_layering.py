@@ -32,8 +32,8 @@ RANKS = {
     "geometry": 0, "config": 0, "_layout": 0, "_docs": 0, "threads": 0,
     "reference": 1, "explain": 1,
     "cpu": 2, "gpu": 2,
-    "dask": 3, "functional": 4, "__init__": 5,
-    "bench": 6, "exercises": 6, "info": 6, "__main__": 7,
+    "dask": 3, "functional": 4, "xarray": 5, "multiscale": 6, "__init__": 7,
+    "bench": 8, "exercises": 8, "info": 8, "__main__": 9,
 }
 #: Kernel modules: numba (and numpy/math) and their package's kernel helpers only.
 KERNEL_MODULES = {
