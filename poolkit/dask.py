@@ -215,6 +215,8 @@ class _BlockSpec:
     div_h: np.ndarray | None = None
     div_w: np.ndarray | None = None
     override: int = 0
+    omit: bool = False        # nan_policy="omit" (float input)
+    omit_tables: tuple = ()   # avg + omit: this block's (full_h, full_w, in_h, in_w) int64 counts
 
 
 def _assemble(pieces, axes):
@@ -374,7 +376,11 @@ def _kernel_into(x, x_top, x_left, padding, spec, out, idx, a, b, c, d):
     iv = idx[sl] if idx is not None else None
     div_h = spec.div_h[a:b] if spec.div_h is not None else None
     div_w = spec.div_w[c:d] if spec.div_w is not None else None
-    _run_kernel(x, out[sl], iv, spec, padding, div_h, div_w)
+    omit_tables = None
+    if spec.omit_tables:
+        full_h, full_w, in_h, in_w = spec.omit_tables
+        omit_tables = (full_h[a:b], full_w[c:d], in_h[a:b], in_w[c:d])
+    _run_kernel(x, out[sl], iv, spec, padding, div_h, div_w, omit_tables)
     if iv is not None:
         # local flat index (row * local_W + col) -> global flat index per (H, W) plane
         row, col = np.divmod(iv, x.shape[axes[1]])
@@ -409,19 +415,23 @@ def _glue(pieces, top, left, r0, r1, c0, c1, axes):
     return _assemble(rows, axes)
 
 
-def _run_kernel(x, out, idx, spec, padding, div_h, div_w):
+def _run_kernel(x, out, idx, spec, padding, div_h, div_w, omit_tables=None):
     """Run poolkit.cpu's serial kernel on one region's input (block-local padding).
 
     :func:`poolkit.cpu.run_max_pool2d` / :func:`~poolkit.cpu.run_avg_pool2d` pick
     the kernel exactly as for an in-memory call; all of them sum a window in the
     same order, so every block is bit for bit what in-memory poolkit computes.
+    With ``nan_policy="omit"`` the average's divisor counts the valid cells the
+    block sees plus the true padding cells of the *whole* array's window (from
+    ``omit_tables``): cells before the block are never counted, and the rows and
+    columns that read them are recomputed from the halo, as for propagate.
     """
     if spec.kind == "avg":
         cpu.run_avg_pool2d(x, out, spec.stride, padding, spec.kernel, div_h, div_w, spec.override,
-                           channels_last=spec.channels_last, parallel=False)
+                           channels_last=spec.channels_last, parallel=False, omit_tables=omit_tables)
     else:
         cpu.run_max_pool2d(x, out, idx, spec.stride, padding, spec.dilation, spec.kernel,
-                           channels_last=spec.channels_last, parallel=False)
+                           channels_last=spec.channels_last, parallel=False, omit=spec.omit)
 
 
 def _part(result, i, *after):
@@ -583,7 +593,7 @@ def _key(name, cl, i0, i1, jh, jw):
 
 # --------------------------------------------------------------------- public API
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW"):
+               return_indices=False, *, layout="NCHW", nan_policy="propagate"):
     """2-D max pooling of a Dask array, lazily, block by block.
 
     Same arguments and results as :func:`poolkit.max_pool2d`; ``x`` is a
@@ -606,6 +616,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         ``(H, W)`` plane of the *whole* array (not of a chunk).
     layout : {"NCHW", "NHWC"}
         Keyword-only.
+    nan_policy : {"propagate", "omit"}
+        Keyword-only; as in :func:`poolkit.max_pool2d` ("omit" skips NaN cells).
 
     Returns
     -------
@@ -630,7 +642,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """
     op = "max_pool2d"
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     x4, cl, batched, spatial = _prepare(x, op, layout, allow_int=True)
+    omit = omit and np.dtype(x4.dtype).kind == "f"
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     kind = "max_idx" if return_indices else "max"
@@ -639,9 +653,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         return _BlockSpec(
             heights=heights, widths=widths, kind=kind, channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=g.dilation,
-            kernel=g.kernel, in_width=g.in_size[1])
+            kernel=g.kernel, in_width=g.in_size[1], omit=omit)
 
-    name = tokenize(x4.name, op, kind, cl, g)
+    name = tokenize(x4.name, op, kind, cl, g, omit)
     res = _build(x4, g, cl, spec, name, return_indices, op)
     if batched:
         return res
@@ -649,7 +663,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+               count_include_pad=True, divisor_override=None, *, layout="NCHW", nan_policy="propagate"):
     """2-D average pooling of a Dask array, lazily, block by block.
 
     Same arguments and results (bit for bit: the kernel sums each window in scan
@@ -671,6 +685,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         Divide every sum by this instead.
     layout : {"NCHW", "NHWC"}
         Keyword-only.
+    nan_policy : {"propagate", "omit"}
+        Keyword-only; as in :func:`poolkit.avg_pool2d` ("omit": NaN cells are left
+        out of the sum and of the divisor).
 
     Returns
     -------
@@ -692,19 +709,30 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     op = "avg_pool2d"
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    omit = G.check_nan_policy(nan_policy, op)
     x4, cl, batched, spatial = _prepare(x, op, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     dtype = np.dtype(x4.dtype).newbyteorder("=")
     div_h, div_w = G.avg_divisors(g, count_include_pad, dtype)
+    # omit: the divisor counts (geometry.check_nan_policy), sliced per block below
+    full_h, full_w = G.avg_divisor_table(g, count_include_pad)
+    in_h, in_w = G.avg_divisor_table(g, False)
+
+    def omit_tables(bh, bw):
+        if not omit:
+            return ()
+        rows, cols = slice(bh.out_start, bh.out_stop), slice(bw.out_start, bw.out_stop)
+        return (full_h[rows].copy(), full_w[cols].copy(), in_h[rows].copy(), in_w[cols].copy())
 
     def spec(bh, bw, n0, n1, heights, widths):
         return _BlockSpec(
             heights=heights, widths=widths, kind="avg", channels_last=cl, out_shape=_block_shape(cl, n0, n1, bh, bw), dtype=dtype,
             rows=bh, cols=bw, stride=g.stride, padding=g.padding, dilation=(1, 1),
             kernel=g.kernel, div_h=_readonly_copy(div_h[bh.out_start:bh.out_stop]),
-            div_w=_readonly_copy(div_w[bw.out_start:bw.out_stop]), override=override)
+            div_w=_readonly_copy(div_w[bw.out_start:bw.out_stop]), override=override, omit=omit,
+            omit_tables=omit_tables(bh, bw))
 
-    name = tokenize(x4.name, op, cl, g, count_include_pad, override)
+    name = tokenize(x4.name, op, cl, g, count_include_pad, override, omit)
     out = _build(x4, g, cl, spec, name, False, op)
     return out if batched else out[0]
 

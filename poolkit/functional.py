@@ -85,7 +85,7 @@ def _load(kind: str):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW"):
+               return_indices=False, *, layout="NCHW", nan_policy="propagate"):
     """2-D max pooling over ``(N, C, H, W)`` / ``(C, H, W)`` (or NHWC) arrays.
 
     Parameters
@@ -106,6 +106,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         Also return int64 indices of the maxima, flat per ``(H, W)`` plane.
     layout : {"NCHW", "NHWC"}
         Keyword-only. ``"NHWC"`` runs a channels-last kernel (no transposes).
+    nan_policy : {"propagate", "omit"}
+        Keyword-only. ``"propagate"`` (PyTorch's rule, the default) or ``"omit"``:
+        NaN cells (nodata) are skipped.
 
     Returns
     -------
@@ -114,7 +117,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     Notes
     -----
     NaN propagates (a window with a NaN gives NaN; its index is the last NaN in
-    scan order); ties go to the first maximum in scan order.
+    scan order); ties go to the first maximum in scan order. With
+    ``nan_policy="omit"`` the maximum is over the window's valid cells; a window
+    with none gives NaN and the index of its first in-range cell.
 
     Examples
     --------
@@ -129,11 +134,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     poolkit.reference.max_pool2d, poolkit.cpu.max_pool2d, poolkit.gpu.max_pool2d
     """
     return _on(x, "max_pool2d").max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
-                                  return_indices, layout=layout)
+                                  return_indices, layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+               count_include_pad=True, divisor_override=None, *, layout="NCHW", nan_policy="propagate"):
     """2-D average pooling over ``(N, C, H, W)`` / ``(C, H, W)`` (or NHWC) float arrays.
 
     Parameters
@@ -152,6 +157,11 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     divisor_override : int, optional
         Divide every sum by this instead.
     layout : {"NCHW", "NHWC"}
+    nan_policy : {"propagate", "omit"}
+        Keyword-only. ``"propagate"`` (PyTorch's rule, the default) or ``"omit"``:
+        NaN cells (nodata) are left out of the sum and of the divisor, which counts
+        the valid cells (and the padding cells when ``count_include_pad``); a
+        window with nothing to count gives NaN.
 
     Examples
     --------
@@ -166,7 +176,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     poolkit.reference.avg_pool2d, poolkit.cpu.avg_pool2d, poolkit.gpu.avg_pool2d
     """
     return _on(x, "avg_pool2d").avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
-                                  count_include_pad, divisor_override, layout=layout)
+                                  count_include_pad, divisor_override, layout=layout, nan_policy=nan_policy)
 
 
 # ---------------------------------------------------------------- docstring pieces
@@ -237,65 +247,68 @@ _UNPOOL_DOC = ("indices : ndarray\n        int64 indices from the max pooling th
                "optional\n        The spatial size to restore (``nd`` or ``nd + 2`` ints), strictly between\n"
                "        ``default - stride`` and ``default + stride`` where ``default = (L-1)*stride + kernel - "
                "2*padding``.")
+_NAN_DOC = ("nan_policy : {\"propagate\", \"omit\"}\n        Keyword-only. ``\"propagate\"`` (PyTorch's rule): "
+            "a NaN in a window makes the result NaN.\n        ``\"omit\"``: NaN cells (nodata) are skipped; a "
+            "window with no valid cell gives NaN\n        (see :func:`poolkit.geometry.check_nan_policy`).")
 _KEEPDIMS_DOC = ("keepdims : bool\n        Keep the pooled H and W as size-1 dimensions (like Keras' "
                  "``keepdims``).")
 
 
 # ---------------------------------------------------------------- forward ops
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCL"):
+               return_indices=False, *, layout="NCL", nan_policy="propagate"):
     return _on(x, "max_pool1d").max_pool1d(x, kernel_size, stride, padding, dilation, ceil_mode,
-                                    return_indices, layout=layout)
+                                    return_indices, layout=layout, nan_policy=nan_policy)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCDHW"):
+               return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
     return _on(x, "max_pool3d").max_pool3d(x, kernel_size, stride, padding, dilation, ceil_mode,
-                                    return_indices, layout=layout)
+                                    return_indices, layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, layout="NCL"):
+               *, layout="NCL", nan_policy="propagate"):
     return _on(x, "avg_pool1d").avg_pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                    layout=layout)
+                                    layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, layout="NCDHW"):
+               divisor_override=None, *, layout="NCDHW", nan_policy="propagate"):
     return _on(x, "avg_pool3d").avg_pool3d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                    divisor_override, layout=layout)
+                                    divisor_override, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
-    return _on(x, "adaptive_max_pool1d").adaptive_max_pool1d(x, output_size, return_indices, layout=layout)
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", nan_policy="propagate"):
+    return _on(x, "adaptive_max_pool1d").adaptive_max_pool1d(x, output_size, return_indices, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
-    return _on(x, "adaptive_max_pool2d").adaptive_max_pool2d(x, output_size, return_indices, layout=layout)
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "adaptive_max_pool2d").adaptive_max_pool2d(x, output_size, return_indices, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
-    return _on(x, "adaptive_max_pool3d").adaptive_max_pool3d(x, output_size, return_indices, layout=layout)
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
+    return _on(x, "adaptive_max_pool3d").adaptive_max_pool3d(x, output_size, return_indices, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
-    return _on(x, "adaptive_avg_pool1d").adaptive_avg_pool1d(x, output_size, layout=layout)
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool1d").adaptive_avg_pool1d(x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
-    return _on(x, "adaptive_avg_pool2d").adaptive_avg_pool2d(x, output_size, layout=layout)
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool2d").adaptive_avg_pool2d(x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
-    return _on(x, "adaptive_avg_pool3d").adaptive_avg_pool3d(x, output_size, layout=layout)
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool3d").adaptive_avg_pool3d(x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
-    return _on(x, "global_max_pool2d").global_max_pool2d(x, keepdims, layout=layout)
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "global_max_pool2d").global_max_pool2d(x, keepdims, layout=layout, nan_policy=nan_policy)
 
 
-def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
-    return _on(x, "global_avg_pool2d").global_avg_pool2d(x, keepdims, layout=layout)
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "global_avg_pool2d").global_avg_pool2d(x, keepdims, layout=layout, nan_policy=nan_policy)
 
 
 def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL"):
@@ -327,77 +340,77 @@ def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=No
 
 # ---------------------------------------------------------------- backward ops
 def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL", nan_policy="propagate"):
     return _on(x, "max_pool1d_backward").max_pool1d_backward(grad_output, x, kernel_size, stride, padding, dilation,
-                                             ceil_mode, return_indices, indices=indices, layout=layout)
+                                             ceil_mode, return_indices, indices=indices, layout=layout, nan_policy=nan_policy)
 
 
 def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW", nan_policy="propagate"):
     return _on(x, "max_pool2d_backward").max_pool2d_backward(grad_output, x, kernel_size, stride, padding, dilation,
-                                             ceil_mode, return_indices, indices=indices, layout=layout)
+                                             ceil_mode, return_indices, indices=indices, layout=layout, nan_policy=nan_policy)
 
 
 def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW", nan_policy="propagate"):
     return _on(x, "max_pool3d_backward").max_pool3d_backward(grad_output, x, kernel_size, stride, padding, dilation,
-                                             ceil_mode, return_indices, indices=indices, layout=layout)
+                                             ceil_mode, return_indices, indices=indices, layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, layout="NCL"):
+                        count_include_pad=True, *, layout="NCL", nan_policy="propagate"):
     return _on(x, "avg_pool1d_backward").avg_pool1d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
-                                             count_include_pad, layout=layout)
+                                             count_include_pad, layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW", nan_policy="propagate"):
     return _on(x, "avg_pool2d_backward").avg_pool2d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
-                                             count_include_pad, divisor_override, layout=layout)
+                                             count_include_pad, divisor_override, layout=layout, nan_policy=nan_policy)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW", nan_policy="propagate"):
     return _on(x, "avg_pool3d_backward").avg_pool3d_backward(grad_output, x, kernel_size, stride, padding, ceil_mode,
-                                             count_include_pad, divisor_override, layout=layout)
+                                             count_include_pad, divisor_override, layout=layout, nan_policy=nan_policy)
 
 
 def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCL"):
+                                 layout="NCL", nan_policy="propagate"):
     return _on(x, "adaptive_max_pool1d_backward").adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices,
-                                                      indices=indices, layout=layout)
+                                                      indices=indices, layout=layout, nan_policy=nan_policy)
 
 
 def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCHW"):
+                                 layout="NCHW", nan_policy="propagate"):
     return _on(x, "adaptive_max_pool2d_backward").adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices,
-                                                      indices=indices, layout=layout)
+                                                      indices=indices, layout=layout, nan_policy=nan_policy)
 
 
 def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCDHW"):
+                                 layout="NCDHW", nan_policy="propagate"):
     return _on(x, "adaptive_max_pool3d_backward").adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices,
-                                                      indices=indices, layout=layout)
+                                                      indices=indices, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
-    return _on(x, "adaptive_avg_pool1d_backward").adaptive_avg_pool1d_backward(grad_output, x, output_size, layout=layout)
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool1d_backward").adaptive_avg_pool1d_backward(grad_output, x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
-    return _on(x, "adaptive_avg_pool2d_backward").adaptive_avg_pool2d_backward(grad_output, x, output_size, layout=layout)
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool2d_backward").adaptive_avg_pool2d_backward(grad_output, x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
-    return _on(x, "adaptive_avg_pool3d_backward").adaptive_avg_pool3d_backward(grad_output, x, output_size, layout=layout)
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW", nan_policy="propagate"):
+    return _on(x, "adaptive_avg_pool3d_backward").adaptive_avg_pool3d_backward(grad_output, x, output_size, layout=layout, nan_policy=nan_policy)
 
 
-def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
-    return _on(x, "global_max_pool2d_backward").global_max_pool2d_backward(grad_output, x, keepdims, layout=layout)
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "global_max_pool2d_backward").global_max_pool2d_backward(grad_output, x, keepdims, layout=layout, nan_policy=nan_policy)
 
 
-def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
-    return _on(x, "global_avg_pool2d_backward").global_avg_pool2d_backward(grad_output, x, keepdims, layout=layout)
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
+    return _on(x, "global_avg_pool2d_backward").global_avg_pool2d_backward(grad_output, x, keepdims, layout=layout, nan_policy=nan_policy)
 
 
 def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
@@ -446,7 +459,7 @@ def _document_family():
         s = f"{nd}d"
         if nd != 2:
             _document(g[f"max_pool{s}"], f"{nd}-D max pooling (PyTorch's ``max_pool{s}``).",
-                      [_x_doc(nd, True), _WINDOW_DOC, _CEIL_DOC, _RI_DOC, _layout_doc(nd)], max_out,
+                      [_x_doc(nd, True), _WINDOW_DOC, _CEIL_DOC, _RI_DOC, _layout_doc(nd), _NAN_DOC], max_out,
                       "NaN propagates (the index names the last NaN); ties go to the first maximum.",
                       see=[f"poolkit.max_pool{s}_backward"],
                       examples=("    >>> import numpy as np, poolkit\n"
@@ -456,15 +469,16 @@ def _document_family():
             if nd == 3:
                 avg_params.append(_DIV_DOC)
             _document(g[f"avg_pool{s}"], f"{nd}-D average pooling (PyTorch's ``avg_pool{s}``).",
-                      avg_params + [_layout_doc(nd)], out_doc,
+                      avg_params + [_layout_doc(nd), _NAN_DOC], out_doc,
                       "Sums in the input dtype in scan order, then one division (as PyTorch's CPU kernels).",
                       see=[f"poolkit.avg_pool{s}_backward"])
         _document(g[f"adaptive_max_pool{s}"], f"{nd}-D adaptive max pooling to a fixed output size.",
-                  [_x_doc(nd, True), _OUTSIZE_DOC, _RI_DOC, _layout_doc(nd)], max_out,
+                  [_x_doc(nd, True), _OUTSIZE_DOC, _RI_DOC, _layout_doc(nd), _NAN_DOC], max_out,
                   see=[f"poolkit.adaptive_max_pool{s}_backward", "poolkit.geometry.adaptive_bins"])
         _document(g[f"adaptive_avg_pool{s}"], f"{nd}-D adaptive average pooling to a fixed output size.",
-                  [_x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd)], out_doc,
-                  "Each bin's sum is divided by its sizes one dimension after the other (PyTorch's order).",
+                  [_x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd), _NAN_DOC], out_doc,
+                  "Each bin's sum is divided by its sizes one dimension after the other (PyTorch's order);\n"
+                  "    with ``nan_policy=\"omit\"``, once by its number of valid cells.",
                   see=[f"poolkit.adaptive_avg_pool{s}_backward", "poolkit.geometry.adaptive_bins"])
         _document(g[f"lp_pool{s}"], f"{nd}-D power-average pooling (PyTorch's ``lp_pool{s}``).",
                   [_x_doc(nd, False), _NORM_DOC, _LP_WINDOW_DOC, _CEIL_DOC, _layout_doc(nd)], out_doc,
@@ -481,7 +495,7 @@ def _document_family():
         # backward
         _document(g[f"max_pool{s}_backward"], f"Gradient of :func:`max_pool{s}` w.r.t. ``x``.",
                   [_GRAD_DOC, _x_doc(nd, False), _WINDOW_DOC, _CEIL_DOC, _RI_BW_DOC, _INDICES_BW_DOC,
-                   _layout_doc(nd)], _BACKWARD_RETURNS,
+                   _layout_doc(nd), _NAN_DOC], _BACKWARD_RETURNS,
                   "Each output's gradient goes to the input cell its index names (PyTorch's routing:\n"
                   "    first maximum on ties, last NaN); overlapping windows add up.",
                   see=[f"poolkit.max_pool{s}"])
@@ -489,15 +503,16 @@ def _document_family():
         if nd != 1:
             avg_params.append(_DIV_DOC)
         _document(g[f"avg_pool{s}_backward"], f"Gradient of :func:`avg_pool{s}` w.r.t. ``x``.",
-                  avg_params + [_layout_doc(nd)], _BACKWARD_RETURNS,
+                  avg_params + [_layout_doc(nd), _NAN_DOC], _BACKWARD_RETURNS,
                   "Each output spreads ``grad / divisor`` (the divisor the forward used) over the cells of "
                   "its window;\n    computed as a gather (each input sums over the windows covering it).",
                   see=[f"poolkit.avg_pool{s}"])
         _document(g[f"adaptive_max_pool{s}_backward"], f"Gradient of :func:`adaptive_max_pool{s}`.",
-                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _RI_BW_DOC, _INDICES_BW_DOC, _layout_doc(nd)],
+                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _RI_BW_DOC, _INDICES_BW_DOC, _layout_doc(nd),
+                   _NAN_DOC],
                   _BACKWARD_RETURNS, see=[f"poolkit.adaptive_max_pool{s}"])
         _document(g[f"adaptive_avg_pool{s}_backward"], f"Gradient of :func:`adaptive_avg_pool{s}`.",
-                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd)],
+                  [_GRAD_DOC, _x_doc(nd, False), _OUTSIZE_DOC, _layout_doc(nd), _NAN_DOC],
                   _BACKWARD_RETURNS, see=[f"poolkit.adaptive_avg_pool{s}"])
         _document(g[f"lp_pool{s}_backward"], f"Gradient of :func:`lp_pool{s}` (PyTorch's autograd values).",
                   [_GRAD_DOC, _x_doc(nd, False), _NORM_DOC, _LP_WINDOW_DOC, _CEIL_DOC, _layout_doc(nd)],
@@ -511,12 +526,12 @@ def _document_family():
                   see=[f"poolkit.max_unpool{s}"])
     for kind, what in (("max", "maximum"), ("avg", "mean")):
         _document(g[f"global_{kind}_pool2d"], f"The {what} over all of H and W (adaptive pooling to 1 x 1).",
-                  [_x_doc(2, kind == "max"), _KEEPDIMS_DOC, _layout_doc(2)],
+                  [_x_doc(2, kind == "max"), _KEEPDIMS_DOC, _layout_doc(2), _NAN_DOC],
                   "Returns\n    -------\n    out : ndarray\n        ``(N, C)`` (``(N, C, 1, 1)`` / "
                   "``(N, 1, 1, C)`` with ``keepdims``); same dtype as ``x``.",
                   see=[f"poolkit.adaptive_{kind}_pool2d", f"poolkit.global_{kind}_pool2d_backward"])
         _document(g[f"global_{kind}_pool2d_backward"], f"Gradient of :func:`global_{kind}_pool2d`.",
-                  [_GRAD_DOC, _x_doc(2, False), _KEEPDIMS_DOC, _layout_doc(2)], _BACKWARD_RETURNS,
+                  [_GRAD_DOC, _x_doc(2, False), _KEEPDIMS_DOC, _layout_doc(2), _NAN_DOC], _BACKWARD_RETURNS,
                   see=[f"poolkit.global_{kind}_pool2d"])
 
 

@@ -571,6 +571,31 @@ def check_divisor_override(divisor_override, op: str):
     return int(divisor_override)
 
 
+#: ``nan_policy`` values of the max/avg family: PyTorch's rule (the default) and skipping NaN.
+NAN_POLICIES = ("propagate", "omit")
+
+
+def check_nan_policy(nan_policy, op: str) -> bool:
+    """``"propagate"`` (False) or ``"omit"`` (True): whether NaN cells are skipped.
+
+    ``"propagate"`` is PyTorch's rule: a NaN in a window makes its max and its
+    average NaN. ``"omit"`` skips NaN cells (nodata): a window with no valid cell
+    gives NaN (and, for max with indices, the index of its first in-range cell);
+    an average divides by the number of valid cells, plus the window's padding
+    cells when ``count_include_pad`` (they are zeros, and valid), or by
+    ``divisor_override`` when given. With the tables of :func:`avg_divisor_table`
+    the divisor of output cell ``o`` is::
+
+        valid(o) + prod(table(cip)[i][o_i]) - prod(table(False)[i][o_i])
+
+    (the second and third terms cancel unless ``count_include_pad``). Adaptive
+    averages divide by ``valid(o)``. Integer arrays hold no NaN: both policies agree.
+    """
+    if not isinstance(nan_policy, str) or nan_policy not in NAN_POLICIES:
+        raise ValueError(f"{op}: nan_policy must be 'propagate' or 'omit', got {nan_policy!r}")
+    return nan_policy == "omit"
+
+
 def check_bool(value, name: str, op: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__} {value!r}")

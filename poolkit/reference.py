@@ -32,15 +32,18 @@ def _finish(out, channels_last, batched):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW"):
+               return_indices=False, *, layout="NCHW", nan_policy="propagate"):
     """2-D max pooling with plain loops (same arguments as :func:`poolkit.max_pool2d`).
 
     NaN is treated as larger than every number: a NaN in the window wins, and the
     index names the *last* NaN in scan order (PyTorch's ``val > max or isnan(val)``
-    update). Among equal maxima the *first* in scan order wins.
+    update). Among equal maxima the *first* in scan order wins. With
+    ``nan_policy="omit"`` NaN cells are skipped: a window with no valid cell gives
+    NaN and the index of its first cell.
     """
     op = "max_pool2d"
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, (H, W) = _prepare(x, op, 2, layout, allow_int=True)
     g = G.make_geometry(op, (H, W), kernel_size, stride, padding, dilation, ceil_mode)
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = g.kernel, g.stride, g.padding, g.dilation
@@ -62,7 +65,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                             if iw < 0 or iw >= W:
                                 continue
                             v = x[n, c, ih, iw]
-                            if best is None or v > best or np.isnan(v):
+                            if omit and np.isnan(v):  # nan_policy="omit": NaN is skipped,
+                                if best is None:      # kept only while nothing else is seen
+                                    best, best_i = v, ih * W + iw
+                                continue
+                            if best is None or v > best or np.isnan(v) or (omit and np.isnan(best)):
                                 best, best_i = v, ih * W + iw
                     out[n, c, oh, ow] = best
                     idx[n, c, oh, ow] = best_i
@@ -73,20 +80,24 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+               count_include_pad=True, divisor_override=None, *, layout="NCHW", nan_policy="propagate"):
     """2-D average pooling with plain loops (same arguments as :func:`poolkit.avg_pool2d`).
 
     The sum is accumulated in the input dtype in scan order (row by row), then
-    divided by the divisor from :func:`poolkit.geometry.avg_divisor_table`.
+    divided by the divisor from :func:`poolkit.geometry.avg_divisor_table`. With
+    ``nan_policy="omit"`` NaN cells are left out of the sum and of the divisor
+    (:func:`poolkit.geometry.check_nan_policy` states the divisor).
     """
     op = "avg_pool2d"
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, (H, W) = _prepare(x, op, 2, layout, allow_int=False)
     g = G.make_geometry(op, (H, W), kernel_size, stride, padding, 1, ceil_mode)
     (KH, KW), (SH, SW), (PH, PW) = g.kernel, g.stride, g.padding
     OH, OW = g.out_size
     div_h, div_w = G.avg_divisor_table(g, count_include_pad)
+    in_h, in_w = G.avg_divisor_table(g, False)  # the in-range cells of each window
     N, C = x.shape[:2]
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     zero = x.dtype.type(0)
@@ -94,13 +105,18 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    total = zero
+                    total, valid = zero, 0
                     # the rows and columns inside the input (padding adds zero), in scan order
                     for ih in G.window_range(oh, H, KH, SH, PH)[1]:
                         for iw in G.window_range(ow, W, KW, SW, PW)[1]:
-                            total = total + x[n, c, ih, iw]
-                    divisor = override if override else div_h[oh] * div_w[ow]
-                    out[n, c, oh, ow] = total / x.dtype.type(divisor)
+                            v = x[n, c, ih, iw]
+                            if omit and np.isnan(v):
+                                continue  # a NaN cell is left out
+                            total, valid = total + v, valid + 1
+                    divisor = override if override else int(div_h[oh] * div_w[ow])
+                    if omit and not override:  # the valid cells, and the padding cells counted
+                        divisor = valid + divisor - int(in_h[oh] * in_w[ow])
+                    out[n, c, oh, ow] = _divide(total, divisor)
     return _finish(out, cl, batched)
 
 
@@ -145,13 +161,37 @@ def _bin_size(ag, i, o):
     return stop - start
 
 
-def _argmax(x, n, c, cells, spatial):
-    """Max and its flat index over ``cells``: NaN wins (last NaN), ties go to the first."""
+def _max_step(best, best_i, v, i, omit):
+    """One step of a max scan: the running ``(best, best_i)`` against cell ``i`` of value ``v``.
+
+    ``"propagate"`` (PyTorch): ``v`` wins if it is larger or NaN, so a NaN wins and
+    the last NaN is kept; ties keep the first maximum. ``"omit"``: a NaN never wins
+    against a number, and a number always wins against NaN; the first cell is taken
+    whatever it is, so a window with no valid cell gives NaN and its first cell's index.
+    """
+    if best is None:
+        return v, i
+    if omit:
+        if np.isnan(v) or not (np.isnan(best) or v > best):
+            return best, best_i
+        return v, i
+    if v > best or np.isnan(v):
+        return v, i
+    return best, best_i
+
+
+def _divide(total, divisor):
+    """``total / divisor`` in ``total``'s dtype; 0/0 (an all-NaN window, omitted) is NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / total.dtype.type(divisor)
+
+
+def _argmax(x, n, c, cells, spatial, omit=False):
+    """Max and its flat index over ``cells``, in scan order (:func:`_max_step`)."""
     best, best_i = None, -1
     for pos in cells:
-        v = x[(n, c) + pos]
-        if best is None or v > best or np.isnan(v):
-            best, best_i = v, int(np.ravel_multi_index(pos, spatial))
+        best, best_i = _max_step(best, best_i, x[(n, c) + pos], int(np.ravel_multi_index(pos, spatial)),
+                                 omit)
     return best, best_i
 
 
@@ -195,22 +235,25 @@ def scatter_indices(grad, idx, x_shape_cf, dtype):
 
 
 # ------------------------------------------------------------------ max pooling
-def _max_pool_nd(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout):
+def _max_pool_nd(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout,
+                 nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.empty(x.shape[:2] + g.out_size, dtype=x.dtype)
     idx = np.empty(out.shape, dtype=np.int64)
     for n, c in _planes(x):
         for o in np.ndindex(*g.out_size):
-            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial)
+            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial, omit)
     out = _finish(out, cl, batched)
     return (out, _finish(idx, cl, batched)) if return_indices else out
 
 
 def _max_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation,
-                          ceil_mode, return_indices, indices, layout):
+                          ceil_mode, return_indices, indices, layout, nan_policy):
     G.check_bool(return_indices, "return_indices", op)  # accepted so F's arguments pass unchanged
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
     out_shape = x.shape[:2] + g.out_size
@@ -219,141 +262,166 @@ def _max_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, 
         idx = np.empty(out_shape, dtype=np.int64)
         for n, c in _planes(x):
             for o in np.ndindex(*g.out_size):
-                idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial)[1]
+                idx[(n, c) + o] = _argmax(x, n, c, _taps(o, g), spatial, omit)[1]
     else:
         idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
     return _finish(scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCL"):
+               return_indices=False, *, layout="NCL", nan_policy="propagate"):
     """1-D max pooling with plain loops (same arguments as :func:`poolkit.max_pool1d`)."""
     return _max_pool_nd("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
-                        return_indices, layout)
+                        return_indices, layout, nan_policy)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCDHW"):
+               return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
     """3-D max pooling with plain loops (same arguments as :func:`poolkit.max_pool3d`)."""
     return _max_pool_nd("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode,
-                        return_indices, layout)
+                        return_indices, layout, nan_policy)
 
 
 def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL",
+                        nan_policy="propagate"):
     """Gradient of :func:`max_pool1d` w.r.t. ``x``: each output gradient goes to its argmax."""
     return _max_pool_nd_backward("max_pool1d_backward", 1, grad_output, x, kernel_size, stride,
-                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+                                 padding, dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW",
+                        nan_policy="propagate"):
     """Gradient of :func:`max_pool2d` w.r.t. ``x``: each output gradient goes to its argmax."""
     return _max_pool_nd_backward("max_pool2d_backward", 2, grad_output, x, kernel_size, stride,
-                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+                                 padding, dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW",
+                        nan_policy="propagate"):
     """Gradient of :func:`max_pool3d` w.r.t. ``x``: each output gradient goes to its argmax."""
     return _max_pool_nd_backward("max_pool3d_backward", 3, grad_output, x, kernel_size, stride,
-                                 padding, dilation, ceil_mode, return_indices, indices, layout)
+                                 padding, dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 # ------------------------------------------------------------------ average pooling
 def _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-               divisor_override, layout):
+               divisor_override, layout, nan_policy):
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, 1, ceil_mode)
     tables = G.avg_divisor_table(g, count_include_pad)
+    inside = G.avg_divisor_table(g, False)
 
-    def divisor(o):
-        return override if override else math.prod(int(tables[i][o[i]]) for i in range(nd))
+    def divisor(o, valid):
+        """The divisor of output cell ``o`` whose window holds ``valid`` non-NaN cells."""
+        if override:
+            return override
+        full = math.prod(int(tables[i][o[i]]) for i in range(nd))
+        if not omit:
+            return full
+        return valid + full - math.prod(int(inside[i][o[i]]) for i in range(nd))
 
-    return x, cl, batched, g, divisor
+    def counted(v):
+        """Whether cell value ``v`` enters the sum (all do, unless omitted as NaN)."""
+        return not (omit and np.isnan(v))
+
+    return x, cl, batched, g, divisor, counted
 
 
 def _avg_pool_nd(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                 divisor_override, layout):
-    x, cl, batched, g, divisor = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
-                                            count_include_pad, divisor_override, layout)
+                 divisor_override, layout, nan_policy):
+    x, cl, batched, g, divisor, counted = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
+                                                     count_include_pad, divisor_override, layout,
+                                                     nan_policy)
     out = np.empty(x.shape[:2] + g.out_size, dtype=x.dtype)
     for n, c in _planes(x):
         for o in np.ndindex(*g.out_size):
-            total = x.dtype.type(0)
+            total, valid = x.dtype.type(0), 0
             for pos in _taps(o, g):  # padding adds zero
-                total = total + x[(n, c) + pos]
-            out[(n, c) + o] = total / x.dtype.type(divisor(o))
+                if counted(x[(n, c) + pos]):
+                    total, valid = total + x[(n, c) + pos], valid + 1
+            out[(n, c) + o] = _divide(total, divisor(o, valid))
     return _finish(out, cl, batched)
 
 
 def avg_pool_nd_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
-                         count_include_pad, divisor_override, layout):
-    x, cl, batched, g, divisor = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
-                                            count_include_pad, divisor_override, layout)
+                         count_include_pad, divisor_override, layout, nan_policy="propagate"):
+    x, cl, batched, g, divisor, counted = _avg_setup(op, nd, x, kernel_size, stride, padding, ceil_mode,
+                                                     count_include_pad, divisor_override, layout,
+                                                     nan_policy)
     grad = _grad_prepare(grad_output, x, x.shape[:2] + g.out_size, op, cl, batched)
     gx = np.zeros(x.shape, dtype=x.dtype)
     for n, c in _planes(x):
         for o in np.ndindex(*g.out_size):
-            share = grad[(n, c) + o] / x.dtype.type(divisor(o))  # the same divisor as forward
-            for pos in _taps(o, g):
+            cells = [pos for pos in _taps(o, g) if counted(x[(n, c) + pos])]
+            share = _divide(grad[(n, c) + o], divisor(o, len(cells)))  # the same divisor as forward
+            for pos in cells:  # an omitted NaN cell gets no gradient
                 gx[(n, c) + pos] += share
     return _finish(gx, cl, batched)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, layout="NCL"):
+               *, layout="NCL", nan_policy="propagate"):
     """1-D average pooling with plain loops (same arguments as :func:`poolkit.avg_pool1d`)."""
     return _avg_pool_nd("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode,
-                        count_include_pad, None, layout)
+                        count_include_pad, None, layout, nan_policy)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, layout="NCDHW"):
+               divisor_override=None, *, layout="NCDHW", nan_policy="propagate"):
     """3-D average pooling with plain loops (same arguments as :func:`poolkit.avg_pool3d`)."""
     return _avg_pool_nd("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode,
-                        count_include_pad, divisor_override, layout)
+                        count_include_pad, divisor_override, layout, nan_policy)
 
 
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, layout="NCL"):
+                        count_include_pad=True, *, layout="NCL",
+                        nan_policy="propagate"):
     """Gradient of :func:`avg_pool1d`: each output spreads ``grad / divisor`` over its window."""
     return avg_pool_nd_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride,
-                                padding, ceil_mode, count_include_pad, None, layout)
+                                padding, ceil_mode, count_include_pad, None, layout, nan_policy)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW",
+                        nan_policy="propagate"):
     """Gradient of :func:`avg_pool2d`: each output spreads ``grad / divisor`` over its window."""
     return avg_pool_nd_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride,
-                                padding, ceil_mode, count_include_pad, divisor_override, layout)
+                                padding, ceil_mode, count_include_pad, divisor_override, layout, nan_policy)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW",
+                        nan_policy="propagate"):
     """Gradient of :func:`avg_pool3d`: each output spreads ``grad / divisor`` over its window."""
     return avg_pool_nd_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride,
-                                padding, ceil_mode, count_include_pad, divisor_override, layout)
+                                padding, ceil_mode, count_include_pad, divisor_override, layout, nan_policy)
 
 
 # ------------------------------------------------------------------ adaptive pooling
-def _adaptive_max_nd(op, nd, x, output_size, return_indices, layout):
+def _adaptive_max_nd(op, nd, x, output_size, return_indices, layout, nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     out = np.empty(x.shape[:2] + ag.out_size, dtype=x.dtype)
     idx = np.empty(out.shape, dtype=np.int64)
     for n, c in _planes(x):
         for o in np.ndindex(*ag.out_size):
-            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial)
+            out[(n, c) + o], idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial, omit)
     out = _finish(out, cl, batched)
     return (out, _finish(idx, cl, batched)) if return_indices else out
 
 
-def _adaptive_max_nd_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout):
+def _adaptive_max_nd_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout,
+                              nan_policy):
     G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     out_shape = x.shape[:2] + ag.out_size
@@ -362,28 +430,34 @@ def _adaptive_max_nd_backward(op, nd, grad_output, x, output_size, return_indice
         idx = np.empty(out_shape, dtype=np.int64)
         for n, c in _planes(x):
             for o in np.ndindex(*ag.out_size):
-                idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial)[1]
+                idx[(n, c) + o] = _argmax(x, n, c, _bin_cells(o, ag), spatial, omit)[1]
     else:
         idx = _user_indices(indices, out_shape, op, cl, batched, math.prod(spatial))
     return _finish(scatter_indices(grad, idx, x.shape, x.dtype), cl, batched)
 
 
-def _adaptive_avg_nd(op, nd, x, output_size, layout):
+def _adaptive_avg_nd(op, nd, x, output_size, layout, nan_policy):
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     out = np.empty(x.shape[:2] + ag.out_size, dtype=x.dtype)
     for n, c in _planes(x):
         for o in np.ndindex(*ag.out_size):
-            total = x.dtype.type(0)
+            total, valid = x.dtype.type(0), 0
             for pos in _bin_cells(o, ag):
-                total = total + x[(n, c) + pos]
-            for i in range(nd):  # PyTorch divides by one bin size after the other
-                total = total / x.dtype.type(_bin_size(ag, i, o[i]))
+                if not (omit and np.isnan(x[(n, c) + pos])):
+                    total, valid = total + x[(n, c) + pos], valid + 1
+            if omit:  # one division, by the number of valid cells
+                total = _divide(total, valid)
+            else:
+                for i in range(nd):  # PyTorch divides by one bin size after the other
+                    total = total / x.dtype.type(_bin_size(ag, i, o[i]))
             out[(n, c) + o] = total
     return _finish(out, cl, batched)
 
 
-def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout):
+def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout, nan_policy):
+    omit = G.check_nan_policy(nan_policy, op)
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=False)
     ag = G.make_adaptive_geometry(op, spatial, output_size)
     grad = _grad_prepare(grad_output, x, x.shape[:2] + ag.out_size, op, cl, batched)
@@ -391,77 +465,91 @@ def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout):
     for n, c in _planes(x):
         for o in np.ndindex(*ag.out_size):
             share = grad[(n, c) + o]
-            for i in range(nd):
-                share = share / x.dtype.type(_bin_size(ag, i, o[i]))
-            for pos in _bin_cells(o, ag):
+            if omit:
+                cells = [pos for pos in _bin_cells(o, ag) if not np.isnan(x[(n, c) + pos])]
+                share = _divide(share, len(cells))
+            else:
+                cells = _bin_cells(o, ag)
+                for i in range(nd):
+                    share = share / x.dtype.type(_bin_size(ag, i, o[i]))
+            for pos in cells:
                 gx[(n, c) + pos] += share
     return _finish(gx, cl, batched)
 
 
-def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", nan_policy="propagate"):
     """1-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool1d`)."""
-    return _adaptive_max_nd("adaptive_max_pool1d", 1, x, output_size, return_indices, layout)
+    return _adaptive_max_nd("adaptive_max_pool1d", 1, x, output_size, return_indices, layout,
+                            nan_policy)
 
 
-def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", nan_policy="propagate"):
     """2-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool2d`)."""
-    return _adaptive_max_nd("adaptive_max_pool2d", 2, x, output_size, return_indices, layout)
+    return _adaptive_max_nd("adaptive_max_pool2d", 2, x, output_size, return_indices, layout,
+                            nan_policy)
 
 
-def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
     """3-D adaptive max pooling with plain loops (see :func:`poolkit.adaptive_max_pool3d`)."""
-    return _adaptive_max_nd("adaptive_max_pool3d", 3, x, output_size, return_indices, layout)
+    return _adaptive_max_nd("adaptive_max_pool3d", 3, x, output_size, return_indices, layout,
+                            nan_policy)
 
 
-def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL", nan_policy="propagate"):
     """1-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool1d`)."""
-    return _adaptive_avg_nd("adaptive_avg_pool1d", 1, x, output_size, layout)
+    return _adaptive_avg_nd("adaptive_avg_pool1d", 1, x, output_size, layout, nan_policy)
 
 
-def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", nan_policy="propagate"):
     """2-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool2d`)."""
-    return _adaptive_avg_nd("adaptive_avg_pool2d", 2, x, output_size, layout)
+    return _adaptive_avg_nd("adaptive_avg_pool2d", 2, x, output_size, layout, nan_policy)
 
 
-def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", nan_policy="propagate"):
     """3-D adaptive average pooling with plain loops (see :func:`poolkit.adaptive_avg_pool3d`)."""
-    return _adaptive_avg_nd("adaptive_avg_pool3d", 3, x, output_size, layout)
+    return _adaptive_avg_nd("adaptive_avg_pool3d", 3, x, output_size, layout, nan_policy)
 
 
 def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *,
-                                 indices=None, layout="NCL"):
+                                 indices=None, layout="NCL", nan_policy="propagate"):
     """Gradient of :func:`adaptive_max_pool1d`: each bin's gradient goes to its argmax."""
     return _adaptive_max_nd_backward("adaptive_max_pool1d_backward", 1, grad_output, x, output_size,
-                                     return_indices, indices, layout)
+                                     return_indices, indices, layout, nan_policy)
 
 
 def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *,
-                                 indices=None, layout="NCHW"):
+                                 indices=None, layout="NCHW", nan_policy="propagate"):
     """Gradient of :func:`adaptive_max_pool2d`: each bin's gradient goes to its argmax."""
     return _adaptive_max_nd_backward("adaptive_max_pool2d_backward", 2, grad_output, x, output_size,
-                                     return_indices, indices, layout)
+                                     return_indices, indices, layout, nan_policy)
 
 
 def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *,
-                                 indices=None, layout="NCDHW"):
+                                 indices=None, layout="NCDHW", nan_policy="propagate"):
     """Gradient of :func:`adaptive_max_pool3d`: each bin's gradient goes to its argmax."""
     return _adaptive_max_nd_backward("adaptive_max_pool3d_backward", 3, grad_output, x, output_size,
-                                     return_indices, indices, layout)
+                                     return_indices, indices, layout, nan_policy)
 
 
-def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL",
+                                 nan_policy="propagate"):
     """Gradient of :func:`adaptive_avg_pool1d`: each bin spreads ``grad / size`` over its cells."""
-    return _adaptive_avg_nd_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size, layout)
+    return _adaptive_avg_nd_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size,
+                                     layout, nan_policy)
 
 
-def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW",
+                                 nan_policy="propagate"):
     """Gradient of :func:`adaptive_avg_pool2d`: each bin spreads ``grad / size`` over its cells."""
-    return _adaptive_avg_nd_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size, layout)
+    return _adaptive_avg_nd_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size,
+                                     layout, nan_policy)
 
 
-def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW",
+                                 nan_policy="propagate"):
     """Gradient of :func:`adaptive_avg_pool3d`: each bin spreads ``grad / size`` over its cells."""
-    return _adaptive_avg_nd_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size, layout)
+    return _adaptive_avg_nd_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size,
+                                     layout, nan_policy)
 
 
 # ------------------------------------------------------------------ global pooling
@@ -474,31 +562,33 @@ def _global_grad(grad_output, keepdims, layout, op):
     return Lay.add_unit(grad_output, keepdims, G.check_layout(layout, 2, op))
 
 
-def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     """Max over all of H and W with plain loops (see :func:`poolkit.global_max_pool2d`)."""
     G.check_bool(keepdims, "keepdims", "global_max_pool2d")
-    return _global_out(_adaptive_max_nd("global_max_pool2d", 2, x, 1, False, layout), keepdims, layout)
+    return _global_out(_adaptive_max_nd("global_max_pool2d", 2, x, 1, False, layout, nan_policy), keepdims,
+                       layout)
 
 
-def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     """Mean over all of H and W with plain loops (see :func:`poolkit.global_avg_pool2d`)."""
     G.check_bool(keepdims, "keepdims", "global_avg_pool2d")
-    return _global_out(_adaptive_avg_nd("global_avg_pool2d", 2, x, 1, layout), keepdims, layout)
+    return _global_out(_adaptive_avg_nd("global_avg_pool2d", 2, x, 1, layout, nan_policy), keepdims, layout)
 
 
-def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     """Gradient of :func:`global_max_pool2d`."""
     op = "global_max_pool2d_backward"
     G.check_bool(keepdims, "keepdims", op)
     return _adaptive_max_nd_backward(op, 2, _global_grad(grad_output, keepdims, layout, op), x, 1,
-                                     False, None, layout)
+                                     False, None, layout, nan_policy)
 
 
-def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     """Gradient of :func:`global_avg_pool2d`."""
     op = "global_avg_pool2d_backward"
     G.check_bool(keepdims, "keepdims", op)
-    return _adaptive_avg_nd_backward(op, 2, _global_grad(grad_output, keepdims, layout, op), x, 1, layout)
+    return _adaptive_avg_nd_backward(op, 2, _global_grad(grad_output, keepdims, layout, op), x, 1, layout,
+                                     nan_policy)
 
 
 # ------------------------------------------------------------------ power-average (Lp) pooling

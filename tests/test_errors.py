@@ -125,7 +125,7 @@ def test_signature_mirrors_torch():
         ps = list(inspect.signature(getattr(poolkit, name)).parameters.values())
         assert ps[0].name == "x"
         assert [(p.name, p.default) for p in ps[1:] if p.kind != p.KEYWORD_ONLY] == want
-        assert [p.name for p in ps if p.kind == p.KEYWORD_ONLY] == ["layout"]
+        assert [p.name for p in ps if p.kind == p.KEYWORD_ONLY] == ["layout", "nan_policy"]
     torch = pytest.importorskip("torch")
     t = inspect.signature(torch.nn.functional._max_pool2d).parameters
     assert [(n, p.default) for n, p in list(t.items())[1:]] == expected["max_pool2d"]

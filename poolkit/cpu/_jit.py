@@ -17,27 +17,57 @@ from numba.extending import intrinsic
 
 from .. import geometry as G
 
-__all__ = ["njit_pair", "select", "vmax", "take_max", "tap_range"]
+__all__ = ["njit_pair", "omit_variant", "select", "vmax", "take_max", "vmax_omit", "take_max_omit",
+           "tap_range"]
 
 #: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
 #: compiled (one rule for the reference, the CPU and the GPU kernels).
 tap_range = njit(inline="always")(G.tap_range)
 
 
-def njit_pair(fn):
+def njit_pair(fn, **options):
     """Compile ``fn`` twice: serial and parallel (same source).
 
     Numba's on-disk cache keys entries by function name, signature and bytecode,
     not by the ``parallel`` flag, so the serial twin is a clone with its own
     ``__qualname__``; otherwise one twin would load the other's machine code.
+    ``options`` go to both (e.g. ``error_model="numpy"``: x / 0 is inf or NaN, not an exception).
     """
     clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
                                fn.__defaults__, fn.__closure__)
     clone.__qualname__ = fn.__qualname__ + "_serial"
     clone.__doc__ = fn.__doc__
-    serial = njit(cache=True, nogil=True)(clone)
-    parallel = njit(cache=True, nogil=True, parallel=True)(fn)
+    serial = njit(cache=True, nogil=True, **options)(clone)
+    parallel = njit(cache=True, nogil=True, parallel=True, **options)(fn)
     return serial, parallel
+
+
+def _renamed(fn, globals_, suffix):
+    clone = types.FunctionType(fn.__code__, globals_, fn.__name__ + suffix, fn.__defaults__,
+                               fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + suffix
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
+def omit_variant(fn):
+    """``fn``'s own source with the NaN-skipping max steps: ``nan_policy="omit"``.
+
+    The clone sees a copy of its module's globals in which :func:`vmax` and
+    :func:`take_max` are :func:`vmax_omit` and :func:`take_max_omit`; the module's
+    inline helpers (``_sweep_max`` and so on) are cloned into that copy as well, so
+    every step they take is the omit one. One source, two rules: the omit kernels
+    cannot drift from the propagate ones. Renamed (``*_omit``) so that Numba's
+    on-disk cache keeps the two apart, as :func:`njit_pair` does for its twins.
+    """
+    g = dict(fn.__globals__)
+    g.update(vmax=vmax_omit, take_max=take_max_omit)
+    for name, value in list(g.items()):
+        py = getattr(value, "py_func", None)
+        if py is not None and py.__module__ == fn.__module__:
+            options = {k: v for k, v in value.targetoptions.items() if k != "nopython"}
+            g[name] = njit(**options)(_renamed(py, g, "_omit"))
+    return _renamed(fn, g, "_omit")
 
 
 
@@ -89,4 +119,24 @@ def take_max(v, a, g, flat):
     # select, for the same masked-store reason as in ``vmax``.
     m = -np.int64((v > a) | (v != v) | (g < 0))
     return vmax(v, a), (flat & m) | (g & ~m)
+
+
+@njit(inline="always")
+def vmax_omit(v, a):
+    # ``nan_policy="omit"``: a NaN candidate never wins and a NaN running value
+    # (the kernels start from NaN, "no valid cell yet") always loses to a number;
+    # ties keep the first maximum. A window with no valid cell stays NaN. Like
+    # ``vmax`` it is associative with earlier partial results on the left, so the
+    # separable kernels give the plain scan's answer bit for bit. Written in
+    # ``vmax``'s shape (a blend of blends: no masked stores), with the NaN case
+    # turned round.
+    return select((a != a) | (v != v), select(v != v, a, v), select(a >= v, a, v))
+
+
+@njit(inline="always")
+def take_max_omit(v, a, g, flat):
+    # ``vmax_omit`` with the index: the first valid maximum; a window with no
+    # valid cell keeps the index of its first in-range cell (``g < 0`` takes it).
+    m = -np.int64((v > a) | ((a != a) & (v == v)) | (g < 0))
+    return vmax_omit(v, a), (flat & m) | (g & ~m)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import njit_pair, take_max, vmax
+from ._jit import njit_pair, omit_variant, take_max, vmax
 
 __all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "KERNELS"]
@@ -570,4 +570,9 @@ for _name, _fn in [
     ("global_max", global_max_flat), ("global_sum", global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
+#: ``nan_policy="omit"``: the max kernels once more, same source, NaN-skipping steps
+#: (:func:`._jit.omit_variant`); run with ``init = NaN`` ("no valid cell yet").
+for _name, _fn in [("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("max_nhwc", max_nhwc),
+                   ("max_idx_nhwc", max_idx_nhwc), ("global_max", global_max_flat)]:
+    KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn

@@ -22,12 +22,14 @@ at most ``2*L + 64`` per dimension), which keeps their vectorised row sweeps.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
-from ._jit import njit_pair, take_max, tap_range, vmax
+from ._jit import njit_pair, omit_variant, select, take_max, tap_range, vmax
 
-__all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "adaptive_max_cf", "adaptive_max_cl",
-           "adaptive_avg_cf", "adaptive_avg_cl", "scatter", "gather", "avg_gather", "KERNELS"]
+__all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
+           "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
+           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "gather", "avg_gather", "KERNELS"]
 
 
 # ---------------------------------------------------------------- 3-d pooling kernels
@@ -185,6 +187,156 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
             d = override if override != 0 else div_d[od] * div_h[oh] * div_w[ow]
             for c in range(C):
                 out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / d
+
+
+# ---------------------------------------------------------------- nan_policy="omit" averages
+# The sum skips NaN cells by adding +0.0 in their place (the running sum starts at
+# +0.0 and so is never -0.0: adding +0.0 changes nothing, bit for bit), and an int64
+# count of the cells added goes into the divisor: ``valid + pads``, ``pads`` being the
+# padding cells of the window when count_include_pad (``full - inside`` from the
+# divisor tables; 0 otherwise). No valid cell and no padding: 0/0 = NaN.
+def avg3d_omit_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
+                  in_d, in_h, in_w, override):
+    """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W); parallel over (n, c))."""
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    zero = x.dtype.type(0)
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        valid = np.empty(OW, dtype=np.int64)
+        div = np.empty(OW, dtype=out.dtype)
+        for od in range(OD):
+            ds = od * SD - PD
+            for oh in range(OH):
+                hs = oh * SH - PH
+                for ow in range(OW):
+                    out[n, c, od, oh, ow] = 0
+                    valid[ow] = 0
+                for kd in range(KD):
+                    id_ = ds + kd
+                    if id_ < 0 or id_ >= D:
+                        continue
+                    for kh in range(KH):
+                        ih = hs + kh
+                        if ih < 0 or ih >= H:
+                            continue
+                        for kw in range(KW):
+                            off = kw - PW
+                            lo = 0 if off >= 0 else (-off + SW - 1) // SW
+                            hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
+                            if hi > OW:
+                                hi = OW
+                            for ow in range(lo, hi):
+                                v = x[n, c, id_, ih, ow * SW + off]
+                                out[n, c, od, oh, ow] += select(v == v, v, zero)
+                                valid[ow] += np.int64(v == v)
+                pad_dh = full_d[od] * full_h[oh]
+                in_dh = in_d[od] * in_h[oh]
+                for ow in range(OW):
+                    div[ow] = valid[ow] + (pad_dh * full_w[ow] - in_dh * in_w[ow])  # cast to out's dtype
+                    if override != 0:
+                        div[ow] = override
+                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / div[ow]
+
+
+def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
+                  in_d, in_h, in_w, override):
+    """``avg3d_cl`` with ``nan_policy="omit"`` (over (N, D, H, W, C); parallel over output rows)."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    zero = x.dtype.type(0)
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        ds = od * SD - PD
+        hs = oh * SH - PH
+        kd0, kd1 = tap_range(ds, D, KD, 1)
+        kh0, kh1 = tap_range(hs, H, KH, 1)
+        valid = np.empty(C, dtype=np.int64)
+        div = np.empty(C, dtype=out.dtype)
+        for ow in range(OW):
+            ws = ow * SW - PW
+            for c in range(C):
+                out[n, od, oh, ow, c] = 0
+                valid[c] = 0
+            kw0, kw1 = tap_range(ws, W, KW, 1)
+            for kd in range(kd0, kd1):
+                id_ = ds + kd
+                if id_ < 0 or id_ >= D:
+                    continue
+                for kh in range(kh0, kh1):
+                    ih = hs + kh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for kw in range(kw0, kw1):
+                        iw = ws + kw
+                        if iw < 0 or iw >= W:
+                            continue
+                        for c in range(C):
+                            v = x[n, id_, ih, iw, c]
+                            out[n, od, oh, ow, c] += select(v == v, v, zero)
+                            valid[c] += np.int64(v == v)
+            pads = full_d[od] * full_h[oh] * full_w[ow] - in_d[od] * in_h[oh] * in_w[ow]
+            for c in range(C):
+                div[c] = valid[c] + pads  # cast to out's dtype
+                if override != 0:
+                    div[c] = override
+                out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
+
+
+def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew):
+    """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one division)."""
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    zero = x.dtype.type(0)
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        div = np.empty(1, dtype=out.dtype)
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    s = zero
+                    valid = 0
+                    for id_ in range(sd[od], ed[od]):
+                        for ih in range(sh[oh], eh[oh]):
+                            for iw in range(sw[ow], ew[ow]):
+                                v = x[n, c, id_, ih, iw]
+                                s += select(v == v, v, zero)
+                                valid += np.int64(v == v)
+                    div[0] = valid  # cast to out's dtype
+                    out[n, c, od, oh, ow] = s / div[0]
+
+
+def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew):
+    """Adaptive average with ``nan_policy="omit"``, channels-last; parallel over output rows."""
+    N, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    zero = x.dtype.type(0)
+    for q in prange(N * OD * OH):
+        n = q // (OD * OH)
+        r = q - n * (OD * OH)
+        od = r // OH
+        oh = r - od * OH
+        valid = np.empty(C, dtype=np.int64)
+        div = np.empty(C, dtype=out.dtype)
+        for ow in range(OW):
+            for c in range(C):
+                out[n, od, oh, ow, c] = 0
+                valid[c] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
+                    for iw in range(sw[ow], ew[ow]):
+                        for c in range(C):
+                            v = x[n, id_, ih, iw, c]
+                            out[n, od, oh, ow, c] += select(v == v, v, zero)
+                            valid[c] += np.int64(v == v)
+            for c in range(C):
+                div[c] = valid[c]  # cast to out's dtype
+                out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
 
 
 # ---------------------------------------------------------------- adaptive kernels (5-D views)
@@ -348,4 +500,13 @@ for _name, _fn in [
     ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
+#: The ``nan_policy="omit"`` averages divide 0 by 0 for a window with no valid cell:
+#: NumPy's error model gives NaN where Python's would raise ZeroDivisionError.
+for _name, _fn in [("avg3d_omit_cf", avg3d_omit_cf), ("avg3d_omit_cl", avg3d_omit_cl),
+                   ("adaptive_avg_omit_cf", adaptive_avg_omit_cf), ("adaptive_avg_omit_cl", adaptive_avg_omit_cl)]:
+    KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
+#: ``nan_policy="omit"`` max kernels: same source, NaN-skipping steps (:func:`._jit.omit_variant`).
+for _name, _fn in [("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("adaptive_max_cf", adaptive_max_cf),
+                   ("adaptive_max_cl", adaptive_max_cl)]:
+    KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn

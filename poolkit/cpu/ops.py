@@ -71,57 +71,78 @@ def _flat_rows(a):
     return flat if np.may_share_memory(flat, a) else None
 
 
+def _max_init(dtype, omit):
+    """The value a max scan starts from: the dtype's identity, or NaN (no valid cell yet) for omit."""
+    return dtype.type(np.nan) if omit else G.max_identity(dtype)
+
+
+def _named(name, omit):
+    """The kernel ``name``, or its ``nan_policy="omit"`` twin."""
+    return name + "_omit" if omit else name
+
+
 def _nchunks(units, parallel):
     """How many pieces the parallel loop of a scratch-using kernel is cut into."""
     return max(1, min(units, 8 * get_num_threads())) if parallel else 1
 
 
-def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_last, parallel):
+def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_last, parallel,
+                   omit=False):
     """Run the 2-D max kernel that fits, writing into ``out`` (and ``idx`` unless None).
 
     The one place that picks a 2-D max kernel; the public functions and
     :mod:`poolkit.dask` (per block, with block-local padding) both call it. ``x`` is
     a validated 4-D native-order array, ``out``/``idx`` are preallocated with the
     output shape, ``padding`` is the leading (top, left) padding; everything else
-    comes from ``out.shape``. ``parallel`` is taken as given (no size threshold).
+    comes from ``out.shape``. ``parallel`` is taken as given (no size threshold);
+    ``omit`` (float ``x`` only) runs the ``nan_policy="omit"`` twins.
     Every kernel gives bitwise identical results.
     """
     SH, SW = stride
-    args = (SH, SW, *padding, *dilation, *kernel, G.max_identity(x.dtype))
+    init = _max_init(x.dtype, omit)
+    args = (SH, SW, *padding, *dilation, *kernel, init)
     with parallel_slot(bool(parallel)) as par:
-        _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args)
+        _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omit)
 
 
-def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args):
+def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omit):
     # run_max_pool2d's kernel choice, inside the parallel slot (``par`` as admitted).
     if idx is not None and channels_last:
-        KERNELS[("max_idx_nhwc", par)](x, out, idx, *args)
+        KERNELS[(_named("max_idx_nhwc", omit), par)](x, out, idx, *args)
     elif idx is not None:
-        KERNELS[("max_idx_nchw", par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par), *args)
+        KERNELS[(_named("max_idx_nchw", omit), par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par),
+                                                     *args)
     elif _is_global(x, out, kernel, padding, dilation, channels_last):
-        KERNELS[("global_max", par)](x.reshape(out.size, -1), out.reshape(-1), G.max_identity(x.dtype))
+        KERNELS[(_named("global_max", omit), par)](x.reshape(out.size, -1), out.reshape(-1), args[-1])
     elif channels_last:
         # Flat (W*C) rows: views for C-contiguous arrays (and most others); an input
         # whose W and C axes cannot be merged is copied, an output is written via a copy.
         N, H, W, C = x.shape
         flat = _flat_rows(out)
         target = np.empty((N, out.shape[1], out.shape[2] * C), out.dtype) if flat is None else flat
-        KERNELS[("max_nhwc", par)](x.reshape(N, H, W * C), target,
-                                   _nchunks(out.shape[0] * out.shape[1], par), C, *args)
+        KERNELS[(_named("max_nhwc", omit), par)](x.reshape(N, H, W * C), target,
+                                                 _nchunks(out.shape[0] * out.shape[1], par), C, *args)
         if flat is None:
             out[...] = target.reshape(out.shape)
     else:
-        KERNELS[("max_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
+        KERNELS[(_named("max_nchw", omit), par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
 
-def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, channels_last, parallel):
+def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, channels_last, parallel,
+                   omit_tables=None):
     """Run the 2-D average kernel that fits, writing into ``out``.
 
     Like :func:`run_max_pool2d`; ``div_h``/``div_w`` are the per-dimension divisor
     tables of :func:`poolkit.geometry.avg_divisor_table` for these outputs, in
     ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
     sums a window in PyTorch's order, so all give bitwise identical results.
+    ``omit_tables`` (``nan_policy="omit"``): the int64 tables ``(full_h, full_w,
+    in_h, in_w)`` of :func:`_omit_tables`; the omit kernels then run on 5-D views.
     """
+    if omit_tables is not None:
+        _avg_omit(x, out, 2, stride, padding, kernel, omit_tables, override, channels_last, parallel,
+                  large=False)
+        return
     with parallel_slot(bool(parallel)) as par:
         if _is_global(x, out, kernel, padding, (1, 1), channels_last):
             d = override or int(div_h[0] * div_w[0])
@@ -140,7 +161,39 @@ def _empty(x, cl, spatial, dtype=None):
     return np.empty(Lay.batched_shape(N, C, spatial, cl), dtype=x.dtype if dtype is None else dtype)
 
 
-def run_max_pool(x, g, cl, want_idx, parallel):
+def _omit_tables(g, count_include_pad):
+    """The int64 tables of an ``"omit"`` average's divisor (:func:`poolkit.geometry.check_nan_policy`):
+    the window counts with (``full``) and without (``in``) padding, per dimension."""
+    full = G.avg_divisor_table(g, count_include_pad)
+    inside = G.avg_divisor_table(g, False)
+    return tuple(full) + tuple(inside)
+
+
+def _avg_omit(x, out, nd, stride, padding, kernel, tables, override, cl, parallel, large):
+    """Run an ``"omit"`` average kernel on 5-D views of the batched ``x``/``out`` (``nd`` spatial dims).
+
+    ``stride``, ``padding``, ``kernel`` and the ``tables`` (full, then in-range
+    counts, ``nd`` each) are lifted to 3-d with unit dimensions in front.
+    Channels-last arrays, and windows far larger than the input, run on the
+    channels-last kernel (it visits in-range taps only); channels-first ones on
+    the row-sweeping channels-first kernel.
+    """
+    if not out.size:
+        return
+    lift = 3 - nd
+    unit = (np.ones(1, np.int64),) * lift
+    full, inside = unit + tuple(tables[:nd]), unit + tuple(tables[nd:])
+    geo = ((1,) * lift + tuple(stride), (0,) * lift + tuple(padding), (1,) * lift + tuple(kernel))
+    ov = x.dtype.type(override)
+    if cl or large:
+        x5, out5 = (Lay.to5(a, nd, True) if cl else np.moveaxis(Lay.to5(a, nd, False), 1, -1) for a in (x, out))
+        _kernel("avg3d_omit_cl", parallel, x.size)(x5, out5, *geo[0], *geo[1], *geo[2], *full, *inside, ov)
+    else:
+        _kernel("avg3d_omit_cf", parallel, x.size)(Lay.to5(x, nd, False), Lay.to5(out, nd, False),
+                                                   *geo[0], *geo[1], *geo[2], *full, *inside, ov)
+
+
+def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
     """Max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``.
 
     A window far larger than the input (:func:`poolkit.geometry.large_window`, any nd)
@@ -149,7 +202,7 @@ def run_max_pool(x, g, cl, want_idx, parallel):
     output only, time for the taps inside the input. Same values and indices.
     """
     if g.nd == 1:  # the 2-D kernels on an H = 1 view
-        out, idx = run_max_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, want_idx, parallel)
+        out, idx = run_max_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, want_idx, parallel, omit)
         return Lay.from_2d(out, cl), (None if idx is None else Lay.from_2d(idx, cl))
     out = _empty(x, cl, g.out_size)
     idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
@@ -158,26 +211,32 @@ def run_max_pool(x, g, cl, want_idx, parallel):
         x5, out5, idx5 = (None if a is None else
                           Lay.to5(a, g.nd, True) if cl else np.moveaxis(Lay.to5(a, g.nd, False), 1, -1)
                           for a in (x, out, idx))
-        _kernel("max3d_cl", parallel, x.size)(
+        _kernel(_named("max3d_cl", omit), parallel, x.size)(
             x5, out5, _NO_INDEX if idx is None else idx5, want_idx, *g5.stride, *g5.padding,
-            *g5.dilation, *g5.kernel, G.max_identity(x.dtype))
+            *g5.dilation, *g5.kernel, _max_init(x.dtype, omit))
     elif out.size:
         if g.nd == 2:
             run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel, channels_last=cl,
-                           parallel=_use_parallel(x.size, parallel))
+                           parallel=_use_parallel(x.size, parallel), omit=omit)
         else:
-            _kernel("max3d_cl" if cl else "max3d_cf", parallel, x.size)(
+            _kernel(_named("max3d_cl" if cl else "max3d_cf", omit), parallel, x.size)(
                 x, out, _NO_INDEX if idx is None else idx, want_idx, *g.stride, *g.padding,
-                *g.dilation, *g.kernel, G.max_identity(x.dtype))
+                *g.dilation, *g.kernel, _max_init(x.dtype, omit))
     return out, idx
 
 
-def run_avg_pool(x, g, cl, count_include_pad, override, parallel):
+def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
     """Average pooling of a batched float array (``override``: divisor_override or 0).
 
     Large windows (:func:`poolkit.geometry.large_window`) run on ``avg3d_cl`` like
     :func:`run_max_pool`'s; it sums the in-range taps in the same scan order.
+    ``omit`` (``nan_policy="omit"``) runs the omit kernels (:func:`_avg_omit`), any nd.
     """
+    if omit:
+        out = _empty(x, cl, g.out_size)
+        _avg_omit(x, out, g.nd, g.stride, g.padding, g.kernel, _omit_tables(g, count_include_pad), override,
+                  cl, parallel, G.large_window(g))
+        return out
     if g.nd == 1:
         out = run_avg_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, count_include_pad, override,
                            parallel)
@@ -207,22 +266,25 @@ def _bins5(ag):
     return tables + [ag.bins(i) for i in range(ag.nd)]
 
 
-def run_adaptive_max_pool(x, ag, cl, want_idx, parallel):
+def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
     """Adaptive max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
     out = _empty(x, cl, ag.out_size)
     idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
     if out.size:
         nd = ag.nd
-        _kernel("adaptive_max_cl" if cl else "adaptive_max_cf", parallel, max(x.size, out.size))(
+        _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel, max(x.size, out.size))(
             Lay.to5(x, nd, cl), Lay.to5(out, nd, cl), _NO_INDEX if idx is None else Lay.to5(idx, nd, cl),
-            want_idx, *(t for pair in _bins5(ag) for t in pair), G.max_identity(x.dtype))
+            want_idx, *(t for pair in _bins5(ag) for t in pair), _max_init(x.dtype, omit))
     return out, idx
 
 
-def run_adaptive_avg_pool(x, ag, cl, parallel):
-    """Adaptive average pooling of a batched float array."""
+def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
+    """Adaptive average pooling of a batched float array (``omit``: NaN cells left out, one division)."""
     out = _empty(x, cl, ag.out_size)
-    if out.size:
+    if out.size and omit:
+        _kernel("adaptive_avg_omit_cl" if cl else "adaptive_avg_omit_cf", parallel, max(x.size, out.size))(
+            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in _bins5(ag) for t in pair))
+    elif out.size:
         bins = _bins5(ag)
         sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
         _kernel("adaptive_avg_cl" if cl else "adaptive_avg_cf", parallel, max(x.size, out.size))(
@@ -270,6 +332,31 @@ def _spread_avg(grad, x, g, cl, count_include_pad, override, parallel):
         div = div.reshape(Lay.cell_shape(div.shape, cl))
     share = grad / div  # PyTorch: grad_delta = grad_output / divide_factor, once per output cell
     return _spread(share, x.shape, x.dtype, G.window_extents(g), g.in_size, g.nd, cl, parallel)
+
+
+def _valid_counts(x, cl, spans, sizes):
+    """The number of non-NaN cells of every window, exactly (int64), for ``"omit"`` backward passes.
+
+    ``spans`` gives per spatial dimension the windows' ``(start, stop)`` cells
+    (clipped here to the input; dilation 1: averages only). A cumulative count along
+    one dimension at a time turns each window's count into two lookups.
+    """
+    counts = ~np.isnan(Lay.channels_first(x, cl))
+    for i, ((start, stop), L) in enumerate(zip(spans, sizes)):
+        axis = 2 + i
+        c = np.cumsum(counts, axis=axis, dtype=np.int64)
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+        counts = np.take(c, np.clip(stop, 0, L), axis=axis) - np.take(c, np.clip(start, 0, L), axis=axis)
+    return Lay.channels_last(counts, cl)
+
+
+def _spread_omit(grad, x, div, spans, in_size, nd, cl, parallel):
+    """``"omit"`` average backward: ``grad / div`` gathered over the windows; NaN cells get 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 valid cells: only NaN cells read it
+        share = grad / div.astype(x.dtype)  # the forward's divisor, rounded to x's dtype as the forward's
+    gx = _spread(share, x.shape, x.dtype, spans, in_size, nd, cl, parallel)
+    gx[np.isnan(x)] = 0
+    return gx
 
 
 def _sign(a):
@@ -355,71 +442,105 @@ def _results(batched, out, idx=None):
 
 
 # ================================================================ public functions
+def _omits(nan_policy, op, x):
+    """Whether the kernels must skip NaN: ``nan_policy="omit"`` on a float array (checked first)."""
+    return G.check_nan_policy(nan_policy, op) and x.dtype.kind == "f"
+
+
 def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout,
-              parallel):
+              parallel, nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
                                      layout, True)
-    return _results(batched, *run_max_pool(x, g, cl, return_indices, parallel))
+    return _results(batched, *run_max_pool(x, g, cl, return_indices, parallel, _omits(nan_policy, op, x)))
 
 
 def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
-                       return_indices, indices, layout, parallel):
+                       return_indices, indices, layout, parallel, nan_policy):
     G.check_bool(return_indices, "return_indices", op)  # accepted so F's arguments pass unchanged
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode,
                                      layout, False)
     grad = _grad(grad_output, x, g.out_size, cl, batched, op)
+    omit = _omits(nan_policy, op, x)
     idx = _max_indices(op, x, cl, batched, g.out_size, indices,
-                       lambda: run_max_pool(x, g, cl, True, parallel)[1])
+                       lambda: run_max_pool(x, g, cl, True, parallel, omit)[1])
     return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
 
 
 def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-              layout, parallel):
+              layout, parallel, nan_policy):
     cip = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, 1, ceil_mode, layout, False)
-    return _results(batched, run_avg_pool(x, g, cl, cip, override, parallel))
+    return _results(batched, run_avg_pool(x, g, cl, cip, override, parallel, _omits(nan_policy, op, x)))
 
 
 def _avg_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
-                       count_include_pad, divisor_override, layout, parallel):
+                       count_include_pad, divisor_override, layout, parallel, nan_policy):
     cip = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, g = _window_call(op, nd, x, kernel_size, stride, padding, 1, ceil_mode, layout, False)
     grad = _grad(grad_output, x, g.out_size, cl, batched, op)
-    return _results(batched, _spread_avg(grad, x, g, cl, cip, override, parallel))
+    if not _omits(nan_policy, op, x):
+        return _results(batched, _spread_avg(grad, x, g, cl, cip, override, parallel))
+    spans = G.window_extents(g)
+    if override:
+        div = np.asarray(override, dtype=np.int64)
+    else:  # the valid cells + the padding cells counted (geometry.check_nan_policy)
+        tables = _omit_tables(g, cip)
+        full = np.ones((1,) * g.nd, np.int64)
+        inside = np.ones((1,) * g.nd, np.int64)
+        for i in range(g.nd):
+            axis = (1,) * i + (-1,) + (1,) * (g.nd - i - 1)
+            full, inside = full * tables[i].reshape(axis), inside * tables[g.nd + i].reshape(axis)
+        pads = full - inside
+        div = _valid_counts(x, cl, spans, g.in_size) + pads.reshape(Lay.cell_shape(pads.shape, cl))
+    return _results(batched, _spread_omit(grad, x, div, spans, g.in_size, g.nd, cl, parallel))
 
 
-def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel):
+def _adaptive_max(op, nd, x, output_size, return_indices, layout, parallel, nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, True)
-    return _results(batched, *run_adaptive_max_pool(x, ag, cl, return_indices, parallel))
+    return _results(batched, *run_adaptive_max_pool(x, ag, cl, return_indices, parallel,
+                                                    _omits(nan_policy, op, x)))
 
 
 def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout,
-                           parallel):
+                           parallel, nan_policy):
     G.check_bool(return_indices, "return_indices", op)
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
     grad = _grad(grad_output, x, ag.out_size, cl, batched, op)
+    omit = _omits(nan_policy, op, x)
     idx = _max_indices(op, x, cl, batched, ag.out_size, indices,
-                       lambda: run_adaptive_max_pool(x, ag, cl, True, parallel)[1])
+                       lambda: run_adaptive_max_pool(x, ag, cl, True, parallel, omit)[1])
     return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
 
 
-def _adaptive_avg(op, nd, x, output_size, layout, parallel):
+def _adaptive_avg(op, nd, x, output_size, layout, parallel, nan_policy):
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
-    return _results(batched, run_adaptive_avg_pool(x, ag, cl, parallel))
+    return _results(batched, run_adaptive_avg_pool(x, ag, cl, parallel, _omits(nan_policy, op, x)))
 
 
-def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel):
+def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel, nan_policy):
+    G.check_nan_policy(nan_policy, op)
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
     share = _grad(grad_output, x, ag.out_size, cl, batched, op)
+    bins = [ag.bins(i) for i in range(nd)]
+    if _omits(nan_policy, op, x):  # one division, by the bin's valid cells
+        div = _valid_counts(x, cl, bins, ag.in_size)
+        return _results(batched, _spread_omit(share, x, div, bins, ag.in_size, nd, cl, parallel))
     for i in range(nd):  # PyTorch: grad / kd / kh / kw, one bin size after the other
         start, stop = ag.bins(i)
         size = (stop - start).astype(x.dtype)
         share = share / size.reshape((1,) * (i + (1 if cl else 2)) + (-1,) + (1,) * (nd - i - 1 + cl))
-    gx = _spread(share, x.shape, x.dtype, [ag.bins(i) for i in range(nd)], ag.in_size, nd, cl, parallel)
+    gx = _spread(share, x.shape, x.dtype, bins, ag.in_size, nd, cl, parallel)
     return _results(batched, gx)
 
 
@@ -470,73 +591,81 @@ def _global(op, keepdims, layout):
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCL", parallel=True):
+               return_indices=False, *, layout="NCL", parallel=True, nan_policy="propagate"):
     return _max_pool("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, parallel)
+                     return_indices, layout, parallel, nan_policy)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW", parallel=True):
+               return_indices=False, *, layout="NCHW", parallel=True, nan_policy="propagate"):
     return _max_pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, parallel)
+                     return_indices, layout, parallel, nan_policy)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCDHW", parallel=True):
+               return_indices=False, *, layout="NCDHW", parallel=True, nan_policy="propagate"):
     return _max_pool("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, parallel)
+                     return_indices, layout, parallel, nan_policy)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, layout="NCL", parallel=True):
+               *, layout="NCL", parallel=True, nan_policy="propagate"):
     return _avg_pool("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     None, layout, parallel)
+                     None, layout, parallel, nan_policy)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, layout="NCHW", parallel=True):
+               divisor_override=None, *, layout="NCHW", parallel=True, nan_policy="propagate"):
     return _avg_pool("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override, layout, parallel)
+                     divisor_override, layout, parallel, nan_policy)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, layout="NCDHW", parallel=True):
+               divisor_override=None, *, layout="NCDHW", parallel=True, nan_policy="propagate"):
     return _avg_pool("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override, layout, parallel)
+                     divisor_override, layout, parallel, nan_policy)
 
 
-def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", parallel=True):
-    return _adaptive_max("adaptive_max_pool1d", 1, x, output_size, return_indices, layout, parallel)
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", parallel=True,
+                        nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool1d", 1, x, output_size, return_indices, layout, parallel,
+                         nan_policy)
 
 
-def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", parallel=True):
-    return _adaptive_max("adaptive_max_pool2d", 2, x, output_size, return_indices, layout, parallel)
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", parallel=True,
+                        nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool2d", 2, x, output_size, return_indices, layout, parallel,
+                         nan_policy)
 
 
-def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", parallel=True):
-    return _adaptive_max("adaptive_max_pool3d", 3, x, output_size, return_indices, layout, parallel)
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", parallel=True,
+                        nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool3d", 3, x, output_size, return_indices, layout, parallel,
+                         nan_policy)
 
 
-def adaptive_avg_pool1d(x, output_size, *, layout="NCL", parallel=True):
-    return _adaptive_avg("adaptive_avg_pool1d", 1, x, output_size, layout, parallel)
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL", parallel=True, nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool1d", 1, x, output_size, layout, parallel, nan_policy)
 
 
-def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", parallel=True):
-    return _adaptive_avg("adaptive_avg_pool2d", 2, x, output_size, layout, parallel)
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", parallel=True, nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool2d", 2, x, output_size, layout, parallel, nan_policy)
 
 
-def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", parallel=True):
-    return _adaptive_avg("adaptive_avg_pool3d", 3, x, output_size, layout, parallel)
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", parallel=True, nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool3d", 3, x, output_size, layout, parallel, nan_policy)
 
 
-def global_max_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True):
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True, nan_policy="propagate"):
     keepdims, cl = _global("global_max_pool2d", keepdims, layout)
-    return Lay.drop_unit(_adaptive_max("global_max_pool2d", 2, x, 1, False, layout, parallel), keepdims, cl)
+    return Lay.drop_unit(_adaptive_max("global_max_pool2d", 2, x, 1, False, layout, parallel, nan_policy),
+                         keepdims, cl)
 
 
-def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True):
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", parallel=True, nan_policy="propagate"):
     keepdims, cl = _global("global_avg_pool2d", keepdims, layout)
-    return Lay.drop_unit(_adaptive_avg("global_avg_pool2d", 2, x, 1, layout, parallel), keepdims, cl)
+    return Lay.drop_unit(_adaptive_avg("global_avg_pool2d", 2, x, 1, layout, parallel, nan_policy),
+                         keepdims, cl)
 
 
 def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL", parallel=True):
@@ -572,87 +701,95 @@ def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=No
 # ---------------------------------------------------------------- backward
 def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCL",
-                        parallel=True):
+                        parallel=True, nan_policy="propagate"):
     return _max_pool_backward("max_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+                              dilation, ceil_mode, return_indices, indices, layout, parallel, nan_policy)
 
 
 def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW",
-                        parallel=True):
+                        parallel=True, nan_policy="propagate"):
     return _max_pool_backward("max_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+                              dilation, ceil_mode, return_indices, indices, layout, parallel, nan_policy)
 
 
 def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW",
-                        parallel=True):
+                        parallel=True, nan_policy="propagate"):
     return _max_pool_backward("max_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout, parallel)
+                              dilation, ceil_mode, return_indices, indices, layout, parallel, nan_policy)
 
 
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, layout="NCL", parallel=True):
+                        count_include_pad=True, *, layout="NCL", parallel=True, nan_policy="propagate"):
     return _avg_pool_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, None, layout, parallel)
+                              ceil_mode, count_include_pad, None, layout, parallel, nan_policy)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCHW", parallel=True):
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW", parallel=True,
+                        nan_policy="propagate"):
     return _avg_pool_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, divisor_override, layout, parallel)
+                              ceil_mode, count_include_pad, divisor_override, layout, parallel, nan_policy)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCDHW", parallel=True):
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW", parallel=True,
+                        nan_policy="propagate"):
     return _avg_pool_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, divisor_override, layout, parallel)
+                              ceil_mode, count_include_pad, divisor_override, layout, parallel, nan_policy)
 
 
 def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCL", parallel=True):
+                                 layout="NCL", parallel=True, nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool1d_backward", 1, grad_output, x, output_size,
-                                  return_indices, indices, layout, parallel)
+                                  return_indices, indices, layout, parallel, nan_policy)
 
 
 def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCHW", parallel=True):
+                                 layout="NCHW", parallel=True, nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool2d_backward", 2, grad_output, x, output_size,
-                                  return_indices, indices, layout, parallel)
+                                  return_indices, indices, layout, parallel, nan_policy)
 
 
 def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCDHW", parallel=True):
+                                 layout="NCDHW", parallel=True, nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool3d_backward", 3, grad_output, x, output_size,
-                                  return_indices, indices, layout, parallel)
+                                  return_indices, indices, layout, parallel, nan_policy)
 
 
-def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL", parallel=True):
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL", parallel=True,
+                                 nan_policy="propagate"):
     return _adaptive_avg_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size,
-                                  layout, parallel)
+                                  layout, parallel, nan_policy)
 
 
-def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW", parallel=True):
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW", parallel=True,
+                                 nan_policy="propagate"):
     return _adaptive_avg_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size,
-                                  layout, parallel)
+                                  layout, parallel, nan_policy)
 
 
-def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW", parallel=True):
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW", parallel=True,
+                                 nan_policy="propagate"):
     return _adaptive_avg_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size,
-                                  layout, parallel)
+                                  layout, parallel, nan_policy)
 
 
-def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True):
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True,
+                               nan_policy="propagate"):
     op = "global_max_pool2d_backward"
     keepdims, cl = _global(op, keepdims, layout)
     return _adaptive_max_backward(op, 2, Lay.add_unit(grad_output, keepdims, cl), x, 1, False, None,
-                                  layout, parallel)
+                                  layout, parallel, nan_policy)
 
 
-def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True):
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", parallel=True,
+                               nan_policy="propagate"):
     op = "global_avg_pool2d_backward"
     keepdims, cl = _global(op, keepdims, layout)
-    return _adaptive_avg_backward(op, 2, Lay.add_unit(grad_output, keepdims, cl), x, 1, layout, parallel)
+    return _adaptive_avg_backward(op, 2, Lay.add_unit(grad_output, keepdims, cl), x, 1, layout, parallel,
+                                  nan_policy)
 
 
 def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
