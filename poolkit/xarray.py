@@ -211,9 +211,7 @@ def _call(kind, nd, x, geom, extra, channels_last):
         padding = padding if isinstance(padding, str) else (0,) + padding
         nd = 2
     layout = G.LAYOUTS[nd][1 if channels_last else 0]
-    kw = {"layout": layout}
-    if extra.get("nan_policy", "propagate") != "propagate":
-        kw["nan_policy"] = extra["nan_policy"]
+    kw = {"layout": layout, "nan_policy": extra["nan_policy"]}
     fn = getattr(F, f"{kind}_pool{nd}d")
     if kind == "max":
         out = fn(x, kernel, stride, padding, dilation, geom.ceil_mode, **kw)
@@ -455,6 +453,7 @@ def _georeference(obj, dims, geom, attrs, coords):
 def _pool(obj, kind, windows, window_kwargs, *, stride, padding, dilation, ceil_mode, extra):
     where = f"DataArray.pool.{'max' if kind == 'max' else 'mean'}"
     dims, kernel = _windows(obj, where, windows, window_kwargs)
+    G.check_nan_policy(extra["nan_policy"], where)  # checked here too, to fail before any coordinate work
     nd = len(dims)
     strides = kernel if stride is None else _per_dim(stride, "stride", dims, kernel, 1, where)
     if isinstance(padding, str):
