@@ -406,6 +406,23 @@ def test_nan_policy_is_passed_through(monkeypatch):
         assert [c["nan_policy"] for c in calls] == ["propagate", "omit"], name
 
 
+@pytest.mark.parametrize("dims,layout", [(("band", "y", "x"), "NCHW"), (("y", "x", "band"), "NHWC"),
+                                         (("y", "band", "x"), "NHWC"), (("t", "band", "y", "x"), "NCHW")])
+def test_poolkit_gets_a_view_of_the_data(monkeypatch, dims, layout):
+    seen = []
+    real = functional.max_pool2d
+
+    def spy(x, *args, **kw):
+        seen.append((x, kw["layout"]))
+        return real(x, *args, **kw)
+
+    monkeypatch.setattr(functional, "max_pool2d", spy)
+    da = _array(tuple(2 if d in ("band", "t") else 4 for d in dims), dims)
+    da.pool.max(y=2, x=2)
+    (x, used), = seen
+    assert used == layout and x.ndim == 4 and np.shares_memory(x, da.values)
+
+
 def test_nan_propagates_by_default():
     da = xr.DataArray(np.array([np.nan, 1., 2., 3.]), dims="x")
     assert np.isnan(da.pool.max(x=2).values[0]) and np.isnan(da.pool.mean(x=2).values[0])
