@@ -588,8 +588,11 @@ def check_nan_policy(nan_policy, op: str) -> bool:
 
         valid(o) + prod(table(cip)[i][o_i]) - prod(table(False)[i][o_i])
 
-    (the second and third terms cancel unless ``count_include_pad``). Adaptive
-    averages divide by ``valid(o)``. Integer arrays hold no NaN: both policies agree.
+    (the second and third terms cancel unless ``count_include_pad``). An adaptive
+    average whose bin lost a cell divides once by ``valid(o)``; a bin with every cell
+    valid is divided by its sizes one after the other, as with ``"propagate"``, so
+    that on data without NaN both policies give the same bits everywhere. Integer
+    arrays hold no NaN: both policies agree.
     """
     if not isinstance(nan_policy, str) or nan_policy not in NAN_POLICIES:
         raise ValueError(f"{op}: nan_policy must be 'propagate' or 'omit', got {nan_policy!r}")

@@ -447,8 +447,8 @@ def _adaptive_avg_nd(op, nd, x, output_size, layout, nan_policy):
             for pos in _bin_cells(o, ag):
                 if not (omit and np.isnan(x[(n, c) + pos])):
                     total, valid = total + x[(n, c) + pos], valid + 1
-            if omit:  # one division, by the number of valid cells
-                total = _divide(total, valid)
+            if valid < math.prod(_bin_size(ag, i, o[i]) for i in range(nd)):
+                total = _divide(total, valid)  # omit, some cell left out: one division by the count
             else:
                 for i in range(nd):  # PyTorch divides by one bin size after the other
                     total = total / x.dtype.type(_bin_size(ag, i, o[i]))
@@ -465,11 +465,10 @@ def _adaptive_avg_nd_backward(op, nd, grad_output, x, output_size, layout, nan_p
     for n, c in _planes(x):
         for o in np.ndindex(*ag.out_size):
             share = grad[(n, c) + o]
-            if omit:
-                cells = [pos for pos in _bin_cells(o, ag) if not np.isnan(x[(n, c) + pos])]
-                share = _divide(share, len(cells))
+            cells = [pos for pos in _bin_cells(o, ag) if not (omit and np.isnan(x[(n, c) + pos]))]
+            if len(cells) < math.prod(_bin_size(ag, i, o[i]) for i in range(nd)):
+                share = _divide(share, len(cells))  # as the forward: one division by the count
             else:
-                cells = _bin_cells(o, ag)
                 for i in range(nd):
                     share = share / x.dtype.type(_bin_size(ag, i, o[i]))
             for pos in cells:

@@ -287,8 +287,9 @@ def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, fu
                 out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
 
 
-def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew):
-    """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one division)."""
+def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one
+    division), or, for a bin with every cell valid, ``adaptive_avg_cf``'s three divisions."""
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
@@ -307,11 +308,14 @@ def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew):
                                 v = x[n, c, id_, ih, iw]
                                 s += select(v == v, v, zero)
                                 valid += np.int64(v == v)
-                    div[0] = valid  # cast to out's dtype
-                    out[n, c, od, oh, ow] = s / div[0]
+                    if valid < (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow]):
+                        div[0] = valid  # cast to out's dtype
+                        out[n, c, od, oh, ow] = s / div[0]
+                    else:
+                        out[n, c, od, oh, ow] = s / kd[od] / kh[oh] / kw[ow]
 
 
-def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew):
+def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     """Adaptive average with ``nan_policy="omit"``, channels-last; parallel over output rows."""
     N, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
@@ -334,9 +338,13 @@ def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew):
                             v = x[n, id_, ih, iw, c]
                             out[n, od, oh, ow, c] += select(v == v, v, zero)
                             valid[c] += np.int64(v == v)
+            size = (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow])
             for c in range(C):
-                div[c] = valid[c]  # cast to out's dtype
-                out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
+                if valid[c] < size:
+                    div[c] = valid[c]  # cast to out's dtype
+                    out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
+                else:
+                    out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / kd[od] / kh[oh] / kw[ow]
 
 
 # ---------------------------------------------------------------- adaptive kernels (5-D views)

@@ -281,13 +281,11 @@ def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
 def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
     """Adaptive average pooling of a batched float array (``omit``: NaN cells left out, one division)."""
     out = _empty(x, cl, ag.out_size)
-    if out.size and omit:
-        _kernel("adaptive_avg_omit_cl" if cl else "adaptive_avg_omit_cf", parallel, max(x.size, out.size))(
-            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in _bins5(ag) for t in pair))
-    elif out.size:
+    if out.size:
         bins = _bins5(ag)
         sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
-        _kernel("adaptive_avg_cl" if cl else "adaptive_avg_cf", parallel, max(x.size, out.size))(
+        name = "adaptive_avg_omit" if omit else "adaptive_avg"
+        _kernel(name + ("_cl" if cl else "_cf"), parallel, max(x.size, out.size))(
             Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes)
     return out
 
@@ -533,15 +531,31 @@ def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
     share = _grad(grad_output, x, ag.out_size, cl, batched, op)
     bins = [ag.bins(i) for i in range(nd)]
-    if _omits(nan_policy, op, x):  # one division, by the bin's valid cells
-        div = _valid_counts(x, cl, bins, ag.in_size)
-        return _results(batched, _spread_omit(share, x, div, bins, ag.in_size, nd, cl, parallel))
+    if _omits(nan_policy, op, x):
+        valid = _valid_counts(x, cl, bins, ag.in_size)
+        full = np.ones((1,) * nd, np.int64)
+        for i, (start, stop) in enumerate(bins):
+            full = full * (stop - start).reshape((1,) * i + (-1,) + (1,) * (nd - i - 1))
+        lost = valid < full.reshape(Lay.cell_shape(full.shape, cl))
+        if lost.any():  # the forward's rule per bin: one division by the count where a cell was left out
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = np.where(lost, share / valid.astype(x.dtype), _adaptive_share(share, x, ag, cl))
+            gx = _spread(share, x.shape, x.dtype, bins, ag.in_size, nd, cl, parallel)
+            gx[np.isnan(x)] = 0
+            return _results(batched, gx)
+    return _results(batched, _spread(_adaptive_share(share, x, ag, cl), x.shape, x.dtype, bins, ag.in_size,
+                                     nd, cl, parallel))
+
+
+def _adaptive_share(share, x, ag, cl):
+    """``grad / kd / kh / kw`` per output cell: PyTorch's adaptive average backward, one bin size
+    after the other."""
+    nd = ag.nd
     for i in range(nd):  # PyTorch: grad / kd / kh / kw, one bin size after the other
         start, stop = ag.bins(i)
         size = (stop - start).astype(x.dtype)
         share = share / size.reshape((1,) * (i + (1 if cl else 2)) + (-1,) + (1,) * (nd - i - 1 + cl))
-    gx = _spread(share, x.shape, x.dtype, bins, ag.in_size, nd, cl, parallel)
-    return _results(batched, gx)
+    return share
 
 
 def _lp_call(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
