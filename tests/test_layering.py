@@ -7,9 +7,11 @@ The ladder, bottom to top (a module may import only from its own rung or below):
 1. ``reference``, ``explain`` -- plain Python on top of rung 0;
 2. ``cpu``, ``gpu`` -- the backends; neither imports the other;
 3. ``dask`` -- runs the CPU kernels per block;
-4. ``functional`` -- the dispatch; 5. ``poolkit`` itself;
-6. ``bench``, ``exercises``, ``info`` -- tools that use the public API;
-7. ``__main__`` (``python -m poolkit info``).
+4. ``functional`` -- the dispatch;
+5. ``xarray`` -- the ``DataArray.pool`` accessor (public functions by dimension name);
+6. ``multiscale`` -- pyramids and multiscale Zarr; 7. ``poolkit`` itself;
+8. ``bench``, ``exercises``, ``info`` -- tools that use the public API;
+9. ``__main__`` (``python -m poolkit info``).
 
 Inside ``cpu``/``gpu``, kernel modules import numba and their own kernel helpers only.
 Also: no star imports, no private names from another package, no import circles.
