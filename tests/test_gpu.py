@@ -362,8 +362,19 @@ def test_nd_launch_argument_types_are_the_ptx_tested_ones(monkeypatch):
     gpu.lp_pool2d_backward(gpu.lp_pool2d(x, 3.0, 2, layout="NHWC"), x, 3.0, 2, layout="NHWC")
     gpu.max_unpool2d_backward(x, out, idx, 2, layout="NHWC")
     gpu.max_pool2d_backward(out, cuda.to_device(x), 2, layout="NHWC")
+    # nan_policy="omit": NumPy and device inputs, forward and backward
+    xn = x.copy()
+    xn[0, 1] = np.nan
+    gpu.max_pool1d(xn.reshape(2, 16, 3), 3, 2, 1, return_indices=True, layout="NLC", nan_policy="omit")
+    gpu.adaptive_max_pool3d(cuda.to_device(xn.reshape(2, 3, 4, 4, 1)), 2, True, nan_policy="omit")
+    ap = gpu.avg_pool2d(cuda.to_device(xn), 3, 1, 1, layout="NHWC", divisor_override=2, nan_policy="omit")
+    gpu.avg_pool2d_backward(ap, cuda.to_device(xn), 3, 1, 1, layout="NHWC", divisor_override=2,
+                            nan_policy="omit")
+    aa = gpu.adaptive_avg_pool2d(xn, (3, 2), layout="NHWC", nan_policy="omit")
+    gpu.adaptive_avg_pool2d_backward(aa, xn, (3, 2), layout="NHWC", nan_policy="omit")
     assert {n for n, _ in seen} >= {"max3d", "adaptive_max", "ewise", "avg_gather", "index_gather",
-                                    "max_gather"}
+                                    "max_gather", "max3d_omit", "adaptive_max_omit", "avg_omit",
+                                    "avg_gather_omit"}
     assert seen <= shipped, sorted(map(str, seen - shipped))
 
 

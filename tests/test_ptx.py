@@ -13,7 +13,7 @@ public functions pass (test_gpu.py checks that under the simulator):
   the 4-D copy;
 * :func:`poolkit.gpu.nd_kernel_specializations` -- the family's kernels
   (:mod:`poolkit.gpu.kernels_nd`: 3-d, adaptive, the backward gathers, unpooling,
-  Lp's element-wise steps); their device functions (:mod:`poolkit.gpu.rules`) are
+  Lp's element-wise steps, the ``nan_policy="omit"`` kernels); their device functions (:mod:`poolkit.gpu.rules`) are
   inlined at Numba's IR level (``inline="always"``).
 
 Compiles run in a small process pool (about 1-3 s each).
@@ -35,9 +35,11 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
 from poolkit import gpu  # noqa: E402  (after the simulator check)
 
 ALL_CCS = [(7, 5), (8, 0), (9, 0)]
-#: The family's kernels that take floats only, and those that divide.
-FLOAT_KERNELS = {"avg3d", "adaptive_avg", "avg_gather", "max_gather", "ewise"}
-DIVIDING = {"avg3d", "adaptive_avg", "avg_gather"}
+#: The family's kernels that take floats only (the nan_policy="omit" ones too: integers
+#: run the propagate kernels), and those that divide.
+FLOAT_KERNELS = {"avg3d", "adaptive_avg", "avg_gather", "max_gather", "ewise", "max3d_omit",
+                 "adaptive_max_omit", "avg_omit", "avg_gather_omit"}
+DIVIDING = {"avg3d", "adaptive_avg", "avg_gather", "avg_omit"}
 
 
 def _compile_chunk(cc, indices, family=False):

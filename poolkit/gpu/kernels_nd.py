@@ -25,18 +25,34 @@ gradients are the same bits, on every run:
   "last write wins") runs one thread per ``(n, c)`` plane walking the input in
   scan order, which fixes the winner.
 
+**nan_policy="omit"** (NaN cells are nodata, :func:`poolkit.geometry.check_nan_policy`)
+runs on kernels of this module for every nd and layout (the 2-D kernels of
+:mod:`~poolkit.gpu.naive2d` / :mod:`~poolkit.gpu.tiled2d` know propagate only):
+
+* :data:`max3d_omit` / :data:`adaptive_max_omit` are :func:`max3d` / :func:`adaptive_max`
+  themselves, their source compiled once more with the step
+  :func:`~poolkit.gpu.rules.max_index_wins_omit` in place of ``max_index_wins``
+  (:func:`_omit_variant`; started from NaN): one source, two rules, as on the CPU;
+* :func:`avg_omit` -- every ``"omit"`` average (pooling, adaptive) over windows given
+  as per-dimension ``[start, stop)`` tables, and (``backward``) the gradient's share
+  ``grad / divisor`` per window, which :func:`avg_gather_omit` gathers: the divisor
+  rule is written once for both passes.
+
 :func:`copy_4d` / :func:`copy_5d` give the kernels a C-contiguous copy of a strided
 device input. The max step and PyTorch's sign come from :mod:`poolkit.gpu.rules`;
 the layout's index arithmetic (sizes, unravelling a thread index in memory order,
 reads and writes at ``(n, c, d, h, w)``) from :mod:`poolkit.gpu.index5`.
 Kernels compile lazily, on first launch; :data:`ND_KERNELS` names them.
 """
+import types
+
 from numba import cuda
 
 from .index5 import load5, shape5, store5, store5_argmax, unravel3, unravel5
-from .rules import max_index_wins, sign, tap_range
+from .rules import max_index_wins, max_index_wins_omit, sign, tap_range
 
 __all__ = ["max3d", "avg3d", "adaptive_max", "adaptive_avg", "max_gather", "avg_gather",
+           "max3d_omit", "adaptive_max_omit", "avg_omit", "avg_gather_omit",
            "unpool_scatter", "index_gather", "ewise", "copy_5d", "copy_4d", "ND_KERNELS"]
 
 
@@ -292,9 +308,113 @@ def copy_4d(src, dst):
         dst[a, b, c, d] = src[a, b, c, d]
 
 
+# ---------------------------------------------------------------- nan_policy="omit"
+def _omit_variant(kernel):
+    """``kernel``'s own source, compiled with :func:`~poolkit.gpu.rules.max_index_wins_omit`
+    as its max step: the ``nan_policy="omit"`` twin (run it with ``init`` NaN).
+
+    The clone sees a copy of this module's globals in which ``max_index_wins`` is
+    the omit step (the CPU's ``_jit.omit_variant`` does the same with its
+    ``vmax``/``take_max``), so the two kernels cannot drift apart. Renamed
+    ``*_omit`` so that profiles and error messages tell them apart. The simulator
+    swaps ``cuda`` in the clone's globals as in the module's.
+    """
+    fn = kernel.py_func
+    g = dict(fn.__globals__)
+    g["max_index_wins"] = max_index_wins_omit
+    clone = types.FunctionType(fn.__code__, g, fn.__name__ + "_omit", fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + "_omit"
+    clone.__doc__ = fn.__doc__
+    return cuda.jit(clone)
+
+
+#: :func:`max3d` with ``nan_policy="omit"`` (any nd on 5-D views: 1-d/2-d omit runs here too).
+max3d_omit = _omit_variant(max3d)
+#: :func:`adaptive_max` with ``nan_policy="omit"``.
+adaptive_max_omit = _omit_variant(adaptive_max)
+
+
+@cuda.jit
+def avg_omit(x, grad, out, cl, backward, sd, ed, sh, eh, sw, ew, full_d, full_h, full_w, in_d, in_h, in_w,
+             override, adaptive, kd, kh, kw, zero):
+    """``nan_policy="omit"`` average over windows ``[s, e)`` per dimension: one thread per output.
+
+    The windows are given as in-range cells: a pooling window's span clipped to the
+    input on the host, or an adaptive bin. The sum skips NaN cells, in scan order
+    from +0.0 (the same bits as adding +0.0 in their place, the CPU's way), and
+    counts the valid cells. The output is ``sum / divisor``, or with ``backward``
+    the share ``grad[o] / divisor`` that :func:`avg_gather_omit` spreads (the
+    same divisor, written once for both). The divisor
+    (:func:`poolkit.geometry.check_nan_policy`):
+
+    * ``override`` when not 0 (pooling only);
+    * ``adaptive`` and no cell of the bin left out: the bin sizes ``kd``, ``kh``,
+      ``kw`` (``x``'s dtype) one after the other, as :func:`adaptive_avg` divides;
+    * otherwise ``valid`` plus the padding cells counted,
+      ``full_d*full_h*full_w - in_d*in_h*in_w`` (int64 tables of
+      :func:`poolkit.geometry.avg_divisor_table` with and without count_include_pad;
+      the same tables for adaptive pooling: 0), rounded to ``out``'s dtype by storing
+      it in the output cell and reading it back (as the CPU's divisor array). 0/0 is
+      NaN (no valid cell, no padding).
+
+    ``grad`` is read only with ``backward``, ``kd``/``kh``/``kw`` only with
+    ``adaptive`` (else any array of the right type).
+    """
+    i = cuda.grid(1)
+    N, C, _, _, _ = shape5(x, cl)
+    _, _, OD, OH, OW = shape5(out, cl)
+    if i >= N * C * OD * OH * OW:
+        return
+    n, c, od, oh, ow = unravel5(i, C, OD, OH, OW, cl)
+    s = zero
+    valid = 0
+    for id_ in range(sd[od], ed[od]):
+        for ih in range(sh[oh], eh[oh]):
+            for iw in range(sw[ow], ew[ow]):
+                v = load5(x, n, c, id_, ih, iw, cl)
+                if v == v:
+                    s += v
+                    valid += 1
+    if backward:
+        s = load5(grad, n, c, od, oh, ow, cl)
+    if adaptive and valid == (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow]):
+        store5(out, n, c, od, oh, ow, cl, s / kd[od] / kh[oh] / kw[ow])
+        return
+    d = override
+    if d == 0:
+        d = valid + (full_d[od] * full_h[oh] * full_w[ow] - in_d[od] * in_h[oh] * in_w[ow])
+    store5(out, n, c, od, oh, ow, cl, d)  # the divisor in out's dtype
+    store5(out, n, c, od, oh, ow, cl, s / load5(out, n, c, od, oh, ow, cl))
+
+
+@cuda.jit
+def avg_gather_omit(share, x, gx, cl, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, zero):
+    """``nan_policy="omit"`` average backward as a gather: one thread per input cell, no atomics.
+
+    A NaN cell of ``x`` gets 0 (it took no part); a valid one adds ``share[o]``
+    (:func:`avg_omit` with ``backward``: ``grad[o]`` over the forward's divisor) over
+    its covering windows in increasing order.
+    """
+    i = cuda.grid(1)
+    N, C, D, H, W = shape5(gx, cl)
+    if i >= N * C * D * H * W:
+        return
+    n, c, id_, ih, iw = unravel5(i, C, D, H, W, cl)
+    s = zero
+    v = load5(x, n, c, id_, ih, iw, cl)
+    if v == v:
+        for od in range(lo_d[id_], hi_d[id_]):
+            for oh in range(lo_h[ih], hi_h[ih]):
+                for ow in range(lo_w[iw], hi_w[iw]):
+                    s += load5(share, n, c, od, oh, ow, cl)
+    store5(gx, n, c, id_, ih, iw, cl, s)
+
+
 #: ``ND_KERNELS[name]`` -> the ``@cuda.jit`` dispatcher (notebooks show ``.py_func``).
 ND_KERNELS = {
     "max3d": max3d, "avg3d": avg3d, "adaptive_max": adaptive_max, "adaptive_avg": adaptive_avg,
     "max_gather": max_gather, "avg_gather": avg_gather, "unpool_scatter": unpool_scatter,
     "index_gather": index_gather, "ewise": ewise, "copy_5d": copy_5d,
+    "max3d_omit": max3d_omit, "adaptive_max_omit": adaptive_max_omit, "avg_omit": avg_omit,
+    "avg_gather_omit": avg_gather_omit,
 }

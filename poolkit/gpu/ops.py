@@ -14,6 +14,11 @@ which never validate again and never call a public function:
   :func:`_launch_2d` builds one such launch (:class:`~poolkit.gpu.device.PreparedLaunch`).
 * **Everything else runs the generic 5-D kernels** of :mod:`poolkit.gpu.kernels_nd`
   (3-d pooling, adaptive, the backward gathers, unpooling, Lp's element-wise steps).
+* **``nan_policy="omit"``** (float inputs; integers hold no NaN and run the propagate
+  kernels) runs on the generic kernels for every nd, 1-d and 2-d included:
+  ``max3d_omit`` / ``adaptive_max_omit`` (the max kernels' own source with the omit
+  step), ``avg_omit`` (every omit average, and the divisors of its backward) and
+  ``avg_gather_omit``. The 2-D naive and tiled kernels stay propagate-only.
 * **Gradients are gathers, never atomics**: bitwise deterministic and equal to
   the CPU's. Indices passed with ``indices=`` must come from that forward call: an
   index outside its own window is never matched (the CPU scatter would still
@@ -266,17 +271,29 @@ def _as5(a4, cl):
     return a4.reshape((s[0], 1) + s[1:] if cl else (s[0], s[1], 1) + s[2:])
 
 
-def _run_max(x5, g, nd, cl, want_idx, stage="optimized"):
-    """Max pooling of a 5-D device array with geometry ``g``; returns ``(out5, idx5 or None)``."""
-    if nd < 3:  # the 2-D kernels on the (N, C, H, W) / (N, H, W, C) view
+def _max_init(dtype, omit):
+    """The value a max scan starts from: the dtype's identity, or NaN ("no valid cell yet") for omit."""
+    return np.dtype(dtype).type(np.nan) if omit else G.max_identity(dtype)
+
+
+def _run_max(x5, g, nd, cl, want_idx, stage="optimized", omit=False):
+    """Max pooling of a 5-D device array with geometry ``g``; returns ``(out5, idx5 or None)``.
+
+    ``omit`` (``nan_policy="omit"``, float ``x5`` only) runs ``max3d_omit`` for every
+    nd: the 2-D kernels (naive and tiled) know the propagate rule only, so ``stage``
+    is then ignored.
+    """
+    if nd < 3 and not omit:  # the 2-D kernels on the (N, C, H, W) / (N, H, W, C) view
         outs = _launch_2d("max_idx" if want_idx else "max", _as4(x5, cl), G.with_unit_dims(g, 2), cl,
                           stage).run()
         return _as5(outs[0], cl), (_as5(outs[1], cl) if want_idx else None)
+    g5 = G.with_unit_dims(g, 3)
+    name = "max3d_omit" if omit else "max3d"
     N, C = L.nc(tuple(x5.shape), cl)
-    out = D.alloc(L.batched_shape(N, C, g.out_size, cl), x5.dtype)
+    out = D.alloc(L.batched_shape(N, C, g5.out_size, cl), x5.dtype)
     idx = D.alloc(out.shape, np.int64) if want_idx else D.alloc((1, 1, 1, 1, 1), np.int64)
-    D.launch_per_item("max3d", ND_KERNELS["max3d"], int(np.prod(out.shape)), x5, out, idx, bool(want_idx),
-                      bool(cl), *g.stride, *g.padding, *g.dilation, *g.kernel, G.max_identity(x5.dtype))
+    D.launch_per_item(name, ND_KERNELS[name], int(np.prod(out.shape)), x5, out, idx, bool(want_idx),
+                      bool(cl), *g5.stride, *g5.padding, *g5.dilation, *g5.kernel, _max_init(x5.dtype, omit))
     return out, (idx if want_idx else None)
 
 
@@ -337,18 +354,71 @@ def _run_avg_gather(grad5, x_shape5, dtype, cl, starts_stops, in_size, tables, a
     return gx
 
 
+def _run_avg_omit(x5, cl, spans, in_size, full, inside, override, sizes=None, grad5=None):
+    """A ``nan_policy="omit"`` average (``avg_omit``) of a 5-D device array: per output
+    cell the valid cells' sum over the divisor of :func:`poolkit.geometry.check_nan_policy`,
+    or, given ``grad5`` (the backward), ``grad5`` over that divisor.
+
+    ``spans`` are the windows' per-dimension ``(start, stop)`` (pooling:
+    :func:`poolkit.geometry.window_extents`; adaptive: the bins), clipped here to
+    the input; ``full``/``inside`` the int64 per-dimension window counts with and
+    without the padding (:func:`poolkit.geometry.avg_divisor_table` for
+    count_include_pad and for False; adaptive: the same tables twice, no padding);
+    ``override`` divisor_override or 0; ``sizes`` (adaptive pooling only) the bin
+    sizes per dimension, which a bin with no cell left out is divided by in turn.
+    """
+    dtype = np.dtype(x5.dtype)
+    nd = len(in_size)
+    lift = 3 - nd
+    N, C = L.nc(tuple(x5.shape), cl)
+    out = D.alloc(L.batched_shape(N, C, (1,) * lift + tuple(len(a) for a, _ in spans), cl), dtype)
+    windows = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * lift
+    windows += [(np.clip(a, 0, n), np.clip(b, 0, n)) for (a, b), n in zip(spans, in_size)]
+    unit = [np.ones(1, np.int64)] * lift
+    counts = unit + [np.asarray(t, np.int64) for t in full] + unit + [np.asarray(t, np.int64) for t in inside]
+    bin_sizes = [np.ones(1, dtype)] * (3 if sizes is None else lift)  # not read unless adaptive
+    bin_sizes += [] if sizes is None else [np.asarray(t).astype(dtype) for t in sizes]
+    grad = D.alloc((1, 1, 1, 1, 1), dtype) if grad5 is None else grad5  # not read in the forward
+    D.launch_per_item("avg_omit", ND_KERNELS["avg_omit"], int(np.prod(out.shape)), x5, grad, out, bool(cl),
+                      grad5 is not None, *[D.put(t) for pair in windows for t in pair],
+                      *[D.put(t) for t in counts], np.int64(override), sizes is not None,
+                      *[D.put(t) for t in bin_sizes], dtype.type(0))
+    return out
+
+
+def _run_avg_gather_omit(grad5, x5, x_shape5, cl, spans, in_size, full, inside, override, sizes=None):
+    """``nan_policy="omit"`` average backward: each window's share ``grad / divisor``
+    (:func:`_run_avg_omit`, the forward's divisor), gathered over the windows of each
+    valid cell; NaN cells get 0."""
+    dtype = np.dtype(x5.dtype)
+    share = _run_avg_omit(x5, cl, spans, in_size, full, inside, override, sizes, grad5)
+    gx = D.alloc(x_shape5, dtype)
+    D.launch_per_item("avg_gather_omit", ND_KERNELS["avg_gather_omit"], int(np.prod(x_shape5)), share, x5, gx,
+                      bool(cl), *_covering(spans, in_size), dtype.type(0))
+    return gx
+
+
+def _adaptive_omit(ag):
+    """The arguments of :func:`_run_avg_omit` after ``cl`` for adaptive pooling: the bins,
+    count tables that cancel (no padding), no override, the bin sizes."""
+    bins = [ag.bins(i) for i in range(ag.nd)]
+    ones = [np.ones(n, np.int64) for n in ag.out_size]
+    return bins, ag.in_size, ones, ones, 0, [b - a for a, b in bins]
+
+
 def _bins5(ag):
     tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - ag.nd)
     return tables + [ag.bins(i) for i in range(ag.nd)]
 
 
-def _run_adaptive_max(x5, ag, cl, want_idx):
+def _run_adaptive_max(x5, ag, cl, want_idx, omit=False):
+    name = "adaptive_max_omit" if omit else "adaptive_max"
     N, C = L.nc(tuple(x5.shape), cl)
     out = D.alloc(L.batched_shape(N, C, (1,) * (3 - ag.nd) + tuple(ag.out_size), cl), x5.dtype)
     idx = D.alloc(out.shape, np.int64) if want_idx else D.alloc((1, 1, 1, 1, 1), np.int64)
-    D.launch_per_item("adaptive_max", ND_KERNELS["adaptive_max"], int(np.prod(out.shape)), x5, out, idx,
+    D.launch_per_item(name, ND_KERNELS[name], int(np.prod(out.shape)), x5, out, idx,
                       bool(want_idx), bool(cl), *[D.put(t) for pair in _bins5(ag) for t in pair],
-                      G.max_identity(x5.dtype))
+                      _max_init(x5.dtype, omit))
     return out, idx
 
 
@@ -391,29 +461,38 @@ def _run_lp_backward(grad5, x5, xs5, g, nd, cl, p, dtype):
 # =====================================================================================
 # The op families: validate once, then run.
 # =====================================================================================
+def _omits(omit, a: _Input):
+    """``nan_policy="omit"`` (already checked) on a float input: integers hold no NaN, so
+    they run the propagate kernels."""
+    return omit and a.dtype.kind == "f"
+
+
 def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout,
-              kernel):
+              kernel, nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     kernel = _check_kernel(kernel, op)
     a = _input(x, op, nd, layout, "max")
+    omit = _omits(omit, a)
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, dilation, ceil_mode)
     D.require_device(op)
     oshape = _out_shape(a, g.out_size)
     if a.N == 0:
         return D.empty(oshape, a.dtype, a.host, return_indices)
-    if nd == 2:  # straight onto the 2-D kernels (a strided input is copied by copy_4d)
+    if nd == 2 and not omit:  # straight onto the 2-D kernels (a strided input is copied by copy_4d)
         outs = _launch_2d("max_idx" if return_indices else "max", D.to_device_4d(x, a.batched, op), g,
                           a.cl, kernel).run()
     else:
-        outs = _run_max(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, return_indices, kernel)
+        outs = _run_max(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, return_indices, kernel, omit)
     res = D.result(outs[0], oshape, a.host, a.batched)
     return (res, D.result(outs[1], oshape, a.host, a.batched)) if return_indices else res
 
 
 def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-              layout, kernel):
+              layout, kernel, nan_policy):
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    omit = G.check_nan_policy(nan_policy, op)
     kernel = _check_kernel(kernel, op)
     a = _input(x, op, nd, layout, "float")
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, 1, ceil_mode)
@@ -421,7 +500,11 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
     oshape = _out_shape(a, g.out_size)
     if a.N == 0:
         return D.empty(oshape, a.dtype, a.host)
-    if nd == 2:
+    if omit:  # every nd on avg_omit (the 2-D kernels know propagate only)
+        out = _run_avg_omit(D.to5(x, nd, a.cl, a.batched, op), a.cl, G.window_extents(g), g.in_size,
+                            G.avg_divisor_table(g, count_include_pad), G.avg_divisor_table(g, False),
+                            override)
+    elif nd == 2:
         out = _launch_2d("avg", D.to_device_4d(x, a.batched, op), g, a.cl, kernel,
                          count_include_pad=count_include_pad, override=override).run()[0]
     else:
@@ -430,8 +513,9 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
 
 
 def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
-                       return_indices, indices, layout):
+                       return_indices, indices, layout, nan_policy):
     G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "float")
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, dilation, ceil_mode)
     oshape, xshape = _out_shape(a, g.out_size), _out_shape(a, a.spatial)
@@ -443,16 +527,17 @@ def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dil
     if a.N == 0:
         return D.empty(xshape, a.dtype, a.host)
     if idx5 is None:
-        idx5 = _run_max(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, True)[1]
+        idx5 = _run_max(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, True, omit=omit)[1]
     gx = _run_max_gather(grad5, idx5, D.shape5(xshape, nd, a.cl, True), a.dtype, a.cl, G.window_extents(g),
                          g.in_size)
     return D.result(gx, xshape, a.host, a.batched)
 
 
 def _avg_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, ceil_mode,
-                       count_include_pad, divisor_override, layout):
+                       count_include_pad, divisor_override, layout, nan_policy):
     count_include_pad = G.check_bool(count_include_pad, "count_include_pad", op)
     override = G.check_divisor_override(divisor_override, op)
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "float")
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, 1, ceil_mode)
     oshape, xshape = _out_shape(a, g.out_size), _out_shape(a, a.spatial)
@@ -460,37 +545,51 @@ def _avg_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, cei
     D.require_device(op)
     if a.N == 0:
         return D.empty(xshape, a.dtype, a.host)
+    if omit:
+        gx = _run_avg_gather_omit(grad5, D.to5(x, nd, a.cl, a.batched, op), D.shape5(xshape, nd, a.cl, True),
+                                  a.cl, G.window_extents(g), g.in_size,
+                                  G.avg_divisor_table(g, count_include_pad), G.avg_divisor_table(g, False),
+                                  override)
+        return D.result(gx, xshape, a.host, a.batched)
     gx = _run_avg_gather(grad5, D.shape5(xshape, nd, a.cl, True), a.dtype, a.cl, G.window_extents(g),
                          g.in_size, G.avg_divisor_table(g, count_include_pad), False, override)
     return D.result(gx, xshape, a.host, a.batched)
 
 
-def _adaptive_max(op, nd, x, output_size, return_indices, layout):
+def _adaptive_max(op, nd, x, output_size, return_indices, layout, nan_policy):
     return_indices = G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "max")
+    omit = _omits(omit, a)
     ag = G.make_adaptive_geometry(op, a.spatial, output_size)
     D.require_device(op)
     oshape = _out_shape(a, ag.out_size)
     if int(np.prod(oshape)) == 0:
         return D.empty(oshape, a.dtype, a.host, return_indices)
-    out, idx = _run_adaptive_max(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl, return_indices)
+    out, idx = _run_adaptive_max(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl, return_indices, omit)
     res = D.result(out, oshape, a.host, a.batched)
     return (res, D.result(idx, oshape, a.host, a.batched)) if return_indices else res
 
 
-def _adaptive_avg(op, nd, x, output_size, layout):
+def _adaptive_avg(op, nd, x, output_size, layout, nan_policy):
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "float")
     ag = G.make_adaptive_geometry(op, a.spatial, output_size)
     D.require_device(op)
     oshape = _out_shape(a, ag.out_size)
     if int(np.prod(oshape)) == 0:
         return D.empty(oshape, a.dtype, a.host)
-    out = _run_adaptive_avg(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl)
+    x5 = D.to5(x, nd, a.cl, a.batched, op)
+    if omit:
+        out = _run_avg_omit(x5, a.cl, *_adaptive_omit(ag))
+    else:
+        out = _run_adaptive_avg(x5, ag, a.cl)
     return D.result(out, oshape, a.host, a.batched)
 
 
-def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout):
+def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, indices, layout, nan_policy):
     G.check_bool(return_indices, "return_indices", op)
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "float")
     ag = G.make_adaptive_geometry(op, a.spatial, output_size)
     oshape, xshape = _out_shape(a, ag.out_size), _out_shape(a, a.spatial)
@@ -504,13 +603,14 @@ def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, 
     if int(np.prod(oshape)) == 0:  # empty output: nothing flows back
         return D.result(D.put(np.zeros(D.shape5(xshape, nd, a.cl, True), a.dtype)), xshape, a.host, a.batched)
     if idx5 is None:
-        idx5 = _run_adaptive_max(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl, True)[1]
+        idx5 = _run_adaptive_max(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl, True, omit)[1]
     gx = _run_max_gather(grad5, idx5, D.shape5(xshape, nd, a.cl, True), a.dtype, a.cl,
                          [ag.bins(i) for i in range(nd)], ag.in_size)
     return D.result(gx, xshape, a.host, a.batched)
 
 
-def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout):
+def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, nan_policy):
+    omit = G.check_nan_policy(nan_policy, op)
     a = _input(x, op, nd, layout, "float")
     ag = G.make_adaptive_geometry(op, a.spatial, output_size)
     oshape, xshape = _out_shape(a, ag.out_size), _out_shape(a, a.spatial)
@@ -518,6 +618,10 @@ def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout):
     D.require_device(op)
     if a.N == 0:
         return D.empty(xshape, a.dtype, a.host)
+    if omit:
+        gx = _run_avg_gather_omit(grad5, D.to5(x, nd, a.cl, a.batched, op), D.shape5(xshape, nd, a.cl, True),
+                                  a.cl, *_adaptive_omit(ag))
+        return D.result(gx, xshape, a.host, a.batched)
     sizes = [b - s for s, b in (ag.bins(i) for i in range(nd))]
     gx = _run_avg_gather(grad5, D.shape5(xshape, nd, a.cl, True), a.dtype, a.cl,
                          [ag.bins(i) for i in range(nd)], ag.in_size, sizes, True, 0)
@@ -617,7 +721,7 @@ def _max_unpool_backward(op, nd, grad_output, x, indices, kernel_size, stride, p
 # Public API: the twins of poolkit.cpu's functions (minus ``parallel=``).
 # =====================================================================================
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCHW", kernel="optimized"):
+               return_indices=False, *, layout="NCHW", kernel="optimized", nan_policy="propagate"):
     """2-D max pooling on a CUDA GPU (or Numba's CUDA simulator).
 
     Same arguments, results and semantics as :func:`poolkit.max_pool2d`.
@@ -637,6 +741,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     kernel : {"optimized", "naive"}
         Keyword-only. ``"naive"``: one thread per output (lesson 05);
         ``"optimized"``: shared-memory tiles (lesson 06; see :mod:`poolkit.gpu.tiled2d`).
+    nan_policy : {"propagate", "omit"}
+        Keyword-only, as in :func:`poolkit.max_pool2d`. ``"omit"`` on a float input
+        runs the generic kernel ``max3d_omit`` (:mod:`poolkit.gpu.kernels_nd`) whatever
+        ``kernel`` says: the 2-D kernels know the propagate rule only.
 
     Returns
     -------
@@ -676,17 +784,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     poolkit.max_pool2d : dispatches here for GPU arrays.
     """
     return _max_pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, kernel)
+                     return_indices, layout, kernel, nan_policy)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, *, layout="NCHW",
-               kernel="optimized"):
+               kernel="optimized", nan_policy="propagate"):
     """2-D average pooling on a CUDA GPU (or Numba's CUDA simulator).
 
     Same arguments, results and semantics as :func:`poolkit.avg_pool2d`; ``x``
     and the result as in :func:`max_pool2d` (float32 or float64 only).
-    ``kernel`` (keyword-only) is ``"optimized"`` or ``"naive"``.
+    ``kernel`` (keyword-only) is ``"optimized"`` or ``"naive"``. ``nan_policy="omit"``
+    (keyword-only, as in :func:`poolkit.avg_pool2d`) runs the generic kernel
+    ``avg_omit`` (:mod:`poolkit.gpu.kernels_nd`) whatever ``kernel`` says.
 
     The sum is taken in the input dtype in scan order and divided by a divisor
     of the input dtype, so the result equals :func:`poolkit.reference.avg_pool2d`
@@ -709,65 +819,65 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     poolkit.avg_pool2d : dispatches here for GPU arrays.
     """
     return _avg_pool("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override, layout, kernel)
+                     divisor_override, layout, kernel, nan_policy)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCL", kernel="optimized"):
+               return_indices=False, *, layout="NCL", kernel="optimized", nan_policy="propagate"):
     return _max_pool("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, kernel)
+                     return_indices, layout, kernel, nan_policy)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, layout="NCDHW"):
+               return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
     return _max_pool("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, layout, "naive")
+                     return_indices, layout, "naive", nan_policy)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, layout="NCL", kernel="optimized"):
+               *, layout="NCL", kernel="optimized", nan_policy="propagate"):
     return _avg_pool("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     None, layout, kernel)
+                     None, layout, kernel, nan_policy)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, layout="NCDHW"):
+               divisor_override=None, *, layout="NCDHW", nan_policy="propagate"):
     return _avg_pool("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override, layout, "naive")
+                     divisor_override, layout, "naive", nan_policy)
 
 
-def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL"):
-    return _adaptive_max("adaptive_max_pool1d", 1, x, output_size, return_indices, layout)
+def adaptive_max_pool1d(x, output_size, return_indices=False, *, layout="NCL", nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool1d", 1, x, output_size, return_indices, layout, nan_policy)
 
 
-def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW"):
-    return _adaptive_max("adaptive_max_pool2d", 2, x, output_size, return_indices, layout)
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, layout="NCHW", nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool2d", 2, x, output_size, return_indices, layout, nan_policy)
 
 
-def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW"):
-    return _adaptive_max("adaptive_max_pool3d", 3, x, output_size, return_indices, layout)
+def adaptive_max_pool3d(x, output_size, return_indices=False, *, layout="NCDHW", nan_policy="propagate"):
+    return _adaptive_max("adaptive_max_pool3d", 3, x, output_size, return_indices, layout, nan_policy)
 
 
-def adaptive_avg_pool1d(x, output_size, *, layout="NCL"):
-    return _adaptive_avg("adaptive_avg_pool1d", 1, x, output_size, layout)
+def adaptive_avg_pool1d(x, output_size, *, layout="NCL", nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool1d", 1, x, output_size, layout, nan_policy)
 
 
-def adaptive_avg_pool2d(x, output_size, *, layout="NCHW"):
-    return _adaptive_avg("adaptive_avg_pool2d", 2, x, output_size, layout)
+def adaptive_avg_pool2d(x, output_size, *, layout="NCHW", nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool2d", 2, x, output_size, layout, nan_policy)
 
 
-def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW"):
-    return _adaptive_avg("adaptive_avg_pool3d", 3, x, output_size, layout)
+def adaptive_avg_pool3d(x, output_size, *, layout="NCDHW", nan_policy="propagate"):
+    return _adaptive_avg("adaptive_avg_pool3d", 3, x, output_size, layout, nan_policy)
 
 
-def global_max_pool2d(x, keepdims=False, *, layout="NCHW"):
+def global_max_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     keepdims, cl = _global("global_max_pool2d", keepdims, layout)
-    return _drop_unit(_adaptive_max("global_max_pool2d", 2, x, 1, False, layout), keepdims, cl)
+    return _drop_unit(_adaptive_max("global_max_pool2d", 2, x, 1, False, layout, nan_policy), keepdims, cl)
 
 
-def global_avg_pool2d(x, keepdims=False, *, layout="NCHW"):
+def global_avg_pool2d(x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     keepdims, cl = _global("global_avg_pool2d", keepdims, layout)
-    return _drop_unit(_adaptive_avg("global_avg_pool2d", 2, x, 1, layout), keepdims, cl)
+    return _drop_unit(_adaptive_avg("global_avg_pool2d", 2, x, 1, layout, nan_policy), keepdims, cl)
 
 
 def lp_pool1d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, layout="NCL"):
@@ -795,81 +905,90 @@ def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=No
 
 
 def max_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCL",
+                        nan_policy="propagate"):
     return _max_pool_backward("max_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout)
+                              dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 def max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCHW",
+                        nan_policy="propagate"):
     return _max_pool_backward("max_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout)
+                              dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 def max_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW"):
+                        ceil_mode=False, return_indices=False, *, indices=None, layout="NCDHW",
+                        nan_policy="propagate"):
     return _max_pool_backward("max_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
-                              dilation, ceil_mode, return_indices, indices, layout)
+                              dilation, ceil_mode, return_indices, indices, layout, nan_policy)
 
 
 def avg_pool1d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, layout="NCL"):
+                        count_include_pad=True, *, layout="NCL", nan_policy="propagate"):
     return _avg_pool_backward("avg_pool1d_backward", 1, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, None, layout)
+                              ceil_mode, count_include_pad, None, layout, nan_policy)
 
 
 def avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCHW",
+                        nan_policy="propagate"):
     return _avg_pool_backward("avg_pool2d_backward", 2, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, divisor_override, layout)
+                              ceil_mode, count_include_pad, divisor_override, layout, nan_policy)
 
 
 def avg_pool3d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, layout="NCDHW"):
+                        count_include_pad=True, divisor_override=None, *, layout="NCDHW",
+                        nan_policy="propagate"):
     return _avg_pool_backward("avg_pool3d_backward", 3, grad_output, x, kernel_size, stride, padding,
-                              ceil_mode, count_include_pad, divisor_override, layout)
+                              ceil_mode, count_include_pad, divisor_override, layout, nan_policy)
 
 
 def adaptive_max_pool1d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCL"):
+                                 layout="NCL", nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool1d_backward", 1, grad_output, x, output_size,
-                                  return_indices, indices, layout)
+                                  return_indices, indices, layout, nan_policy)
 
 
 def adaptive_max_pool2d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCHW"):
+                                 layout="NCHW", nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool2d_backward", 2, grad_output, x, output_size,
-                                  return_indices, indices, layout)
+                                  return_indices, indices, layout, nan_policy)
 
 
 def adaptive_max_pool3d_backward(grad_output, x, output_size, return_indices=False, *, indices=None,
-                                 layout="NCDHW"):
+                                 layout="NCDHW", nan_policy="propagate"):
     return _adaptive_max_backward("adaptive_max_pool3d_backward", 3, grad_output, x, output_size,
-                                  return_indices, indices, layout)
+                                  return_indices, indices, layout, nan_policy)
 
 
-def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL"):
-    return _adaptive_avg_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size, layout)
+def adaptive_avg_pool1d_backward(grad_output, x, output_size, *, layout="NCL", nan_policy="propagate"):
+    return _adaptive_avg_backward("adaptive_avg_pool1d_backward", 1, grad_output, x, output_size, layout,
+                                  nan_policy)
 
 
-def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW"):
-    return _adaptive_avg_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size, layout)
+def adaptive_avg_pool2d_backward(grad_output, x, output_size, *, layout="NCHW", nan_policy="propagate"):
+    return _adaptive_avg_backward("adaptive_avg_pool2d_backward", 2, grad_output, x, output_size, layout,
+                                  nan_policy)
 
 
-def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW"):
-    return _adaptive_avg_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size, layout)
+def adaptive_avg_pool3d_backward(grad_output, x, output_size, *, layout="NCDHW", nan_policy="propagate"):
+    return _adaptive_avg_backward("adaptive_avg_pool3d_backward", 3, grad_output, x, output_size, layout,
+                                  nan_policy)
 
 
-def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+def global_max_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     op = "global_max_pool2d_backward"
     keepdims, cl = _global(op, keepdims, layout)
-    return _adaptive_max_backward(op, 2, _add_unit(grad_output, keepdims, cl), x, 1, False, None, layout)
+    return _adaptive_max_backward(op, 2, _add_unit(grad_output, keepdims, cl), x, 1, False, None, layout,
+                                  nan_policy)
 
 
-def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW"):
+def global_avg_pool2d_backward(grad_output, x, keepdims=False, *, layout="NCHW", nan_policy="propagate"):
     op = "global_avg_pool2d_backward"
     keepdims, cl = _global(op, keepdims, layout)
-    return _adaptive_avg_backward(op, 2, _add_unit(grad_output, keepdims, cl), x, 1, layout)
+    return _adaptive_avg_backward(op, 2, _add_unit(grad_output, keepdims, cl), x, 1, layout, nan_policy)
 
 
 def lp_pool1d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
@@ -1024,6 +1143,15 @@ def _record_ops(nd, x, layout, floats):
     am = m[f"adaptive_max_pool{sfx}"](x, 3, layout=layout)
     m[f"adaptive_max_pool{sfx}_backward"](am, x, 3, layout=layout)
     m[f"adaptive_avg_pool{sfx}_backward"](am, x, 3, layout=layout)
+    # nan_policy="omit" (floats only: integers run the propagate kernels)
+    out, idx = m[f"max_pool{sfx}"](x, 2, 1, 1, 1, False, True, layout=layout, nan_policy="omit")
+    m[f"adaptive_max_pool{sfx}"](x, 3, True, layout=layout, nan_policy="omit")
+    ap = m[f"avg_pool{sfx}"](x, 2, 1, 1, False, True, layout=layout, nan_policy="omit")
+    aa = m[f"adaptive_avg_pool{sfx}"](x, 3, layout=layout, nan_policy="omit")
+    m[f"max_pool{sfx}_backward"](out, x, 2, 1, 1, layout=layout, nan_policy="omit")
+    m[f"avg_pool{sfx}_backward"](ap, x, 2, 1, 1, layout=layout, nan_policy="omit")
+    m[f"adaptive_max_pool{sfx}_backward"](aa, x, 3, layout=layout, nan_policy="omit")
+    m[f"adaptive_avg_pool{sfx}_backward"](aa, x, 3, layout=layout, nan_policy="omit")
 
 
 # =====================================================================================
@@ -1046,4 +1174,6 @@ document_twins(globals(), [n for n in G.OPS if n not in ("max_pool2d", "avg_pool
                "(``__cuda_array_interface__``, or the\n    simulator's device arrays): GPU input gives "
                "Numba device arrays (nothing is\n    copied to the host), NumPy input NumPy arrays. Dtypes: "
                ":data:`ND_SUPPORTED_DTYPES`.\n    1-d max/avg pooling take ``kernel=\"optimized\"`` "
-               "(shared-memory tiles) or\n    ``\"naive\"`` (keyword-only), like the 2-D ones.")
+               "(shared-memory tiles) or\n    ``\"naive\"`` (keyword-only), like the 2-D ones. "
+               "``nan_policy=\"omit\"`` on float input\n    runs on the generic kernels (``max3d_omit``, "
+               "``adaptive_max_omit``, ``avg_omit``,\n    ``avg_gather_omit``) for every nd.")

@@ -11,6 +11,12 @@ twin, the reference loops define them):
 * :func:`max_index_wins` -- the same, with indices: ``mi < 0`` (no cell taken yet)
   makes the first real cell count, so an all ``-inf`` window still gets the index
   of its first in-bounds cell (padding never wins: kernels skip it).
+* :func:`max_index_wins_omit` -- the ``nan_policy="omit"`` step (with indices): a NaN
+  never wins, a number always beats a NaN running value (kernels start from NaN, "no
+  valid cell yet"), ties keep the first maximum, and ``mi < 0`` still takes the first
+  cell -- so a window with no valid cell gives NaN and its first in-range cell's index
+  (the CPU's ``take_max_omit``). The omit kernels of :mod:`poolkit.gpu.kernels_nd`
+  are the propagate ones' own source compiled with this step in its place.
 * :func:`sign` -- PyTorch's sign: ``0`` for ``0`` *and* for NaN.
 * :func:`tap_range` -- the in-range taps of a window (:func:`poolkit.geometry.tap_range`).
 
@@ -22,7 +28,7 @@ from numba import cuda
 
 from .. import geometry as G
 
-__all__ = ["max_wins", "max_index_wins", "sign", "tap_range"]
+__all__ = ["max_wins", "max_index_wins", "max_index_wins_omit", "sign", "tap_range"]
 
 #: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
 #: compiled as a device function (one rule for the reference, the CPU and the GPU).
@@ -39,6 +45,13 @@ def max_wins(v, m):
 def max_index_wins(v, m, mi):
     """:func:`max_wins`, or no cell taken yet (``mi < 0``): the first real cell always counts."""
     return v > m or v != v or mi < 0
+
+
+@cuda.jit(device=True, inline="always")
+def max_index_wins_omit(v, m, mi):
+    """``nan_policy="omit"``: a number ``v`` wins when larger or when ``m`` is NaN; NaN never wins
+    (except as the first cell, ``mi < 0``: an all-NaN window keeps NaN and its first cell)."""
+    return mi < 0 or (v == v and (v > m or m != m))
 
 
 @cuda.jit(device=True, inline="always")
