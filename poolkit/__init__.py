@@ -29,6 +29,7 @@ from .functional import (
 )
 from .explain import explain, plot_windows
 from .geometry import OPS as _OPS
+from .multiscale import pyramid, pyramid_shapes, pyramid_to_zarr
 
 __version__ = "0.1.0"
-__all__ = [*_OPS, "explain", "plot_windows"]
+__all__ = [*_OPS, "explain", "plot_windows", "pyramid", "pyramid_to_zarr", "pyramid_shapes"]
