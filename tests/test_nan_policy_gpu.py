@@ -238,7 +238,7 @@ def test_omit_ceil_mode_overhang_and_padding_3d():
 
 
 def test_omit_large_windows_visit_in_range_cells_only():
-    # windows of 10**6 + 1 cells over 8: the kernels clip each window to the input
+    # windows of 10**6 + 1 (and 2**24 + 3) cells over 8: the kernels clip each window to the input
     x = np.array([[[NAN, 2., NAN, -1., 4., NAN, NAN, 0.5]]], np.float32)
     k, p = 10**6 + 1, 5 * 10**5
     for cip in (True, False):
@@ -248,6 +248,13 @@ def test_omit_large_windows_visit_in_range_cells_only():
     want = ref("max_pool1d", x, k, 1, p, return_indices=True)
     assert_bitwise(got[0], want[0])
     assert_bitwise(got[1], want[1])
+    # 6 valid cells + 2**24 - 5 padding cells: the divisor 2**24 + 1 is no float32; like the
+    # reference, the kernel rounds it to float32 first (19 / 2**24, not 19 / (2**24 + 1))
+    x = np.array([[[NAN, 3., 7., NAN, 1., 5., 2., 1.]]], np.float32)
+    k = 2**24 + 3
+    want = ref("avg_pool1d", x, k, 1, k // 2)
+    assert want[0, 0, 0] == np.float32(19) / np.float32(2**24)
+    assert_bitwise(gpu.avg_pool1d(x, k, 1, k // 2, nan_policy="omit"), want)
 
 
 def test_omit_on_strided_device_input():

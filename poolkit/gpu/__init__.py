@@ -8,15 +8,16 @@ thread, grid-stride loops). The package, by layer:
 
 * :mod:`.rules` -- the semantic rules every kernel uses, as inline device
   functions: the NaN-aware max step (first maximum wins ties, NaN propagates),
-  its index variant, PyTorch's ``sign`` (0 for NaN);
+  its index variant and its ``nan_policy="omit"`` variant (NaN skipped),
+  PyTorch's ``sign`` (0 for NaN);
 * :mod:`.naive2d` -- the six naive 2-D kernels (max, max with indices, avg; NCHW
   and NHWC);
 * :mod:`.tiled2d` -- the optimized 2-D kernels: one kernel factory per layout,
   the reduction (max / max with indices / avg) a compile-time choice, so the
   tile + halo loading is written once per layout;
 * :mod:`.kernels_nd` -- the generic 5-D kernels of the rest of the family (3-d,
-  adaptive, the backward gathers, unpooling, Lp's element-wise steps) and the
-  contiguous-copy kernels;
+  adaptive, the backward gathers, unpooling, Lp's element-wise steps), the
+  ``nan_policy="omit"`` kernels of every nd, and the contiguous-copy kernels;
 * :mod:`.plan` -- pure-Python tiling arithmetic (:func:`plan_tiles`,
   :func:`tile_extent`, :func:`count_global_loads`);
 * :mod:`.device` -- host-side device plumbing: zero-copy views of GPU arrays,
