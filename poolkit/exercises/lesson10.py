@@ -6,7 +6,9 @@ array of any size -- each chunk is computed only when a task needs it.
 
 Exercise 1 asks for the input cells an output block reads (its halo);
 exercise 2 pools an image strip by strip with those halos, as each Dask task
-does; exercise 3 builds a multi-scale pyramid that stays lazy.
+does; exercise 3 builds a multi-scale pyramid that stays lazy; exercise 4
+writes one level of a pyramid of a raster with nodata (NaN) by hand, with
+``nan_policy="omit"``.
 
 >>> from poolkit.exercises import lesson10
 >>> lesson10.input_range_spec(3, 5, 10, kernel_size=3, stride=2, padding=1)
@@ -21,7 +23,7 @@ import numpy as np
 
 import poolkit
 
-from . import Case, compare
+from . import Case, check, compare, describe_window
 
 __all__ = [
     "tiled_dem",
@@ -31,6 +33,8 @@ __all__ = [
     "check_pool_strips",
     "lazy_pyramid_spec",
     "check_lazy_pyramid",
+    "omit_mean_spec",
+    "check_omit_mean",
 ]
 
 
@@ -308,3 +312,70 @@ def check_lazy_pyramid(fn) -> bool:
         return result, counter.n
 
     return _run(counted, lazy_pyramid_spec, _pyramid_cases(), "lazy_pyramid", _judge_pyramid)
+
+
+# ------------------------------------------------------------------ exercise 4
+def omit_mean_spec(x):
+    """One pyramid step of a one-band ``(H, W)`` raster with nodata: the 2x2 mean that skips NaN.
+
+    ``poolkit.pyramid(x, 2, "mean", nan_policy="omit")[1]``: 2x2 windows, stride 2,
+    ``ceil_mode=True`` (odd sides keep their edge: the last window covers the row
+    or column left), and each window's mean divides by its number of valid
+    (non-NaN) cells; a window without any is NaN. The dtype is ``x``'s.
+
+    See Also
+    --------
+    check_omit_mean : runs a learner's version against this one.
+    poolkit.pyramid : every level, under either ``nan_policy``.
+    """
+    return poolkit.pyramid(x, 2, "mean", nan_policy="omit")[1]
+
+
+def _omit_mean_cases() -> list[Case]:
+    rng = np.random.default_rng(15)
+    a = rng.uniform(500, 3000, (4, 6)).astype(np.float32)
+    a[0, 1] = a[2, 2] = a[3, 2] = a[1, 5] = np.nan          # windows with 1 and 2 NaN
+    b = rng.uniform(500, 3000, (6, 6)).astype(np.float32)
+    b[2:4, 2:4] = np.nan                                     # one window all NaN, the others none
+    c = rng.uniform(500, 3000, (5, 7)).astype(np.float32)
+    c[4, 0] = c[1, 6] = np.nan                               # NaN in the edge windows too
+    d = rng.uniform(500, 3000, (40, 60))
+    d[rng.random((40, 60)) < 0.3] = np.nan                   # float64, 30% nodata
+    return [
+        Case("4x6 float32, windows with 1 and 2 NaN", (a,),
+             hint="a window's omit mean divides the sum of its valid cells by how many there are, not by 4"),
+        Case("6x6 float32, one window entirely NaN", (b,),
+             hint="a window without any valid cell has no mean: it is NaN (not 0)"),
+        Case("5x7 float32, odd sides (ceil_mode edges)", (c,),
+             hint="odd sides keep their edge: the last window covers the 1 row (column) left, and "
+                  "its mean divides by the valid cells it covers (pad with NaN, which omit skips)"),
+        Case("40x60 float64, 30% NaN", (d,),
+             hint="the same rules on a larger raster: a window may hold 0 to 4 valid cells"),
+        Case("4x6 float32 without any NaN: the plain 2x2 mean", (np.nan_to_num(a, nan=1000.0),),
+             hint="without NaN, the omit mean is the plain mean of the 4 cells"),
+    ]
+
+
+def _explain_omit_mean(case: Case, index) -> str | None:
+    x = np.asarray(case.args[0])
+    if index is None:
+        (H, W), (h, w) = x.shape, omit_mean_spec(x).shape
+        return (f"a {H}x{W} raster gives ceil({H}/2) x ceil({W}/2) = {h}x{w} windows "
+                f"(the edge is kept, as poolkit.pyramid's ceil_mode does)")
+    i, j = index[-2], index[-1]
+    window = x[2 * i:2 * i + 2, 2 * j:2 * j + 2]
+    valid = int(np.count_nonzero(~np.isnan(window)))
+    cells = "; ".join(", ".join(f"{v:.1f}" for v in row) for row in window)
+    return f"{describe_window(index, x.shape, 2)} = [{cells}]: {valid} valid cell{'s' if valid != 1 else ''}"
+
+
+def check_omit_mean(fn) -> bool:
+    """Check ``fn(x)`` -> the ``nan_policy="omit"`` 2x2 mean of an ``(H, W)`` raster (:func:`omit_mean_spec`).
+
+    Shape (``ceil(H/2) x ceil(W/2)``), dtype (the input's) and values (NaN where
+    the spec has NaN) must match; a wrong cell is shown with the window it pools
+    and how many valid cells it has. Prints one line per case and returns ``True``
+    when all pass.
+    """
+    return check(fn, omit_mean_spec, _omit_mean_cases(), name=getattr(fn, "__name__", "omit_mean"),
+                 rtol=1e-5, atol=1e-6, strict_dtype=True, explain=_explain_omit_mean)

@@ -68,3 +68,49 @@ def test_lesson10_checkers_pass_solutions_and_catch_mistakes(capsys):
     assert "blocks" in capsys.readouterr().out
     assert not lesson10.check_lazy_pyramid(lambda x, n, k: [lvl.compute() for lvl in lazy_pyramid(x, n, k)])
     assert "not a Dask array" in capsys.readouterr().out
+
+
+def test_lesson10_omit_mean_checker_passes_a_solution_and_catches_mistakes(capsys):
+    import warnings
+
+    def blocks(x, fill=np.nan):
+        H, W = x.shape
+        padded = np.pad(x, ((0, H % 2), (0, W % 2)), constant_values=fill)
+        return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2)
+
+    def omit_mean_2x2(x, fill=np.nan):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window: "Mean of empty slice"
+            return np.nanmean(blocks(x, fill), axis=(1, 3))
+
+    assert lesson10.check_omit_mean(omit_mean_2x2)
+    assert "all cases pass" in capsys.readouterr().out
+    # dividing by 4 whatever the number of valid cells
+    assert not lesson10.check_omit_mean(lambda x: (np.nansum(blocks(x), axis=(1, 3)) / 4).astype(x.dtype))
+    out = capsys.readouterr().out
+    assert "not by 4" in out and "3 valid cells" in out and "rows 0..1 and columns 0..1" in out
+    # PyTorch's rule instead of omit
+    assert not lesson10.check_omit_mean(lambda x: blocks(x).mean(axis=(1, 3)))
+    assert "got nan" in capsys.readouterr().out
+    # an empty window as 0 instead of NaN
+    def zero_when_empty(x):
+        b = blocks(x)
+        n = np.count_nonzero(~np.isnan(b), axis=(1, 3))
+        return (np.nansum(b, axis=(1, 3)) / np.maximum(n, 1)).astype(x.dtype)
+    assert not lesson10.check_omit_mean(zero_when_empty)
+    out = capsys.readouterr().out
+    assert "got 0.0, expected nan" in out and "0 valid cells" in out and "not 0" in out
+    # odd sides padded with zeros (counted as data) or dropped (floor mode)
+    assert not lesson10.check_omit_mean(lambda x: omit_mean_2x2(x, fill=0.0))
+    assert "(1 of them padding)" in capsys.readouterr().out
+    def floor_mode(x):
+        H, W = x.shape
+        return omit_mean_2x2(x[:H // 2 * 2, :W // 2 * 2])
+    assert not lesson10.check_omit_mean(floor_mode)
+    assert "ceil(5/2) x ceil(7/2) = 3x4" in capsys.readouterr().out
+    # float64 out of a float32 raster
+    assert not lesson10.check_omit_mean(lambda x: omit_mean_2x2(x).astype(np.float64))
+    assert "dtype float64, expected float32" in capsys.readouterr().out
+    # the skeleton
+    assert not lesson10.check_omit_mean(lambda x: None)
+    assert "returned None" in capsys.readouterr().out
