@@ -318,3 +318,27 @@ def test_dask_omit_matches_in_memory(kind, layout):
             for cip in (True, False):
                 got = poolkit.avg_pool2d(xd, k, s, p, cm, cip, layout=layout, nan_policy="omit").compute()
                 assert_bitwise(got, poolkit.avg_pool2d(x, k, s, p, cm, cip, layout=layout, nan_policy="omit"))
+
+
+def test_int64_counts_give_the_same_bits(monkeypatch):
+    """Windows with more cells than the dtype's mantissa holds count in int64 (_count_proto);
+    forced here on small inputs, every omit average must give the same bits."""
+    from poolkit.cpu import ops
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    x[rng.random(x.shape) < 0.5] = np.nan
+    cases = [("avg_pool2d", (3, 2, 1, True)), ("avg_pool1d", (3, 2, 1)), ("adaptive_avg_pool2d", ((4, 3),)),
+             ("avg_pool3d", ((1, 3, 2), 2, (0, 1, 1)))]
+    want = {}
+    for name, args in cases:
+        xi = x.reshape(2, 3, 90) if name.endswith("1d") else x[:, :, None] if name.endswith("3d") else x
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want[name] = (xi, cpu.__dict__[name](xi, *args, parallel=False, nan_policy="omit"))
+    monkeypatch.setattr(ops, "_count_proto", lambda dtype, cells: np.empty(0, np.int64))
+    for name, args in cases:
+        xi, w = want[name]
+        for layout_x, layout in [(xi, None), (np.moveaxis(xi, 1, -1), "last")]:
+            kw = {} if layout is None else {"layout": {1: "NLC", 2: "NHWC", 3: "NDHWC"}[xi.ndim - 2]}
+            got = cpu.__dict__[name](layout_x, *args, parallel=False, nan_policy="omit", **kw)
+            assert_bitwise(got if layout is None else np.moveaxis(got, -1, 1), w)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import njit_pair, omit_variant, take_max, vmax
+from ._jit import njit_pair, omit_variant, select, take_max, vmax
 
-__all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
+__all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "KERNELS"]
 
 
@@ -186,6 +186,80 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     dh = div_h[oh]
                     for ow in range(OW):
                         out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+
+
+@njit(inline="always")
+def _add_valid(acc, cnt, v, zero, czero, one):
+    # One ``nan_policy="omit"`` term: a NaN adds +0.0 to the sum (which changes no sum,
+    # bit for bit: a running sum from +0.0 is never -0.0) and 0 to the count.
+    return acc + select(v == v, v, zero), cnt + select(v == v, one, czero)
+
+
+@njit(inline="always")
+def _sweep_add_omit(acc, cnt, t, r, OW, SW, KW, zero, czero, one):
+    # ``_sweep_add`` over the valid cells only, counting them in ``cnt`` (same dtype:
+    # the sums and the counts vectorise together). Terms in kw order, as ``_sweep_add``.
+    if SW == 2 and KW == 2:
+        for ow in range(OW):
+            a, c = _add_valid(acc[ow], cnt[ow], t[r, 2 * ow], zero, czero, one)
+            acc[ow], cnt[ow] = _add_valid(a, c, t[r, 2 * ow + 1], zero, czero, one)
+    elif SW == 1 and KW == 3:
+        for ow in range(OW):
+            a, c = _add_valid(acc[ow], cnt[ow], t[r, ow], zero, czero, one)
+            a, c = _add_valid(a, c, t[r, ow + 1], zero, czero, one)
+            acc[ow], cnt[ow] = _add_valid(a, c, t[r, ow + 2], zero, czero, one)
+    else:
+        for ow in range(OW):
+            a, c = acc[ow], cnt[ow]
+            for kw in range(KW):
+                a, c = _add_valid(a, c, t[r, ow * SW + kw], zero, czero, one)
+            acc[ow], cnt[ow] = a, c
+
+
+def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
+    # ``avg_nchw`` with ``nan_policy="omit"``: the same row sweeps, over the valid
+    # cells, with their count (``proto``'s dtype: x's where the window's cells fit
+    # its mantissa; poolkit.cpu.ops picks). Padding is NaN in the scratch plane, so it
+    # is neither summed nor counted; the divisor adds the padding cells that
+    # count_include_pad counts, ``full - in`` from the int64 tables.
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    direct = PW == 0 and T == W
+    uPW = np.uint64(PW)
+    zero = x.dtype.type(0)
+    one = proto.dtype.type(1)
+    czero = proto.dtype.type(0)
+    for i in prange(nchunks):
+        pad = np.empty((1 if direct else H, T), dtype=out.dtype)
+        pad[:] = np.nan  # padding cells: skipped, like NaN
+        acc = np.empty(OW, dtype=out.dtype)
+        cnt = np.empty(OW, dtype=proto.dtype)
+        div = np.empty(OW, dtype=out.dtype)
+        p0, p1 = _chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            if direct:
+                plane = x[n, c]
+            else:
+                for ih in range(H):
+                    for iw in range(np.uint64(W)):
+                        pad[ih, uPW + iw] = x[n, c, ih, iw]
+                plane = pad
+            for oh in range(OH):
+                acc[:] = 0
+                cnt[:] = czero
+                hs = oh * SH - PH
+                for kh in range(KH):
+                    ih = hs + kh
+                    if 0 <= ih < H:
+                        _sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
+                for ow in range(OW):
+                    div[ow] = cnt[ow] + (full_h[oh] * full_w[ow] - in_h[oh] * in_w[ow])  # exact, cast
+                    if override != 0:
+                        div[ow] = override
+                    out[n, c, oh, ow] = acc[ow] / div[ow]
 
 
 def max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
@@ -570,6 +644,9 @@ for _name, _fn in [
     ("global_max", global_max_flat), ("global_sum", global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
+#: ``nan_policy="omit"`` averages: NumPy's error model (0/0 is NaN, not an exception).
+KERNELS[("avg_omit_nchw", False)], KERNELS[("avg_omit_nchw", True)] = njit_pair(avg_omit_nchw,
+                                                                                error_model="numpy")
 #: ``nan_policy="omit"``: the max kernels once more, same source, NaN-skipping steps
 #: (:func:`._jit.omit_variant`); run with ``init = NaN`` ("no valid cell yet").
 for _name, _fn in [("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("max_nhwc", max_nhwc),

@@ -191,20 +191,25 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
 
 # ---------------------------------------------------------------- nan_policy="omit" averages
 # The sum skips NaN cells by adding +0.0 in their place (the running sum starts at
-# +0.0 and so is never -0.0: adding +0.0 changes nothing, bit for bit), and an int64
-# count of the cells added goes into the divisor: ``valid + pads``, ``pads`` being the
+# +0.0 and so is never -0.0: adding +0.0 changes nothing, bit for bit), and a count
+# of the cells added goes into the divisor: ``valid + pads``, ``pads`` being the
 # padding cells of the window when count_include_pad (``full - inside`` from the
-# divisor tables; 0 otherwise). No valid cell and no padding: 0/0 = NaN.
+# int64 divisor tables; 0 otherwise). No valid cell and no padding: 0/0 = NaN.
+# The count has the dtype of ``proto`` (a 0-size array): ``x``'s float dtype, so that
+# sums and counts vectorise together, wherever a window's cells fit its mantissa
+# exactly (host code picks int64 beyond that: poolkit.cpu.ops._count_proto).
 def avg3d_omit_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
-                  in_d, in_h, in_w, override):
+                  in_d, in_h, in_w, override, proto):
     """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W); parallel over (n, c))."""
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
+    c0 = proto.dtype.type(0)
+    c1 = proto.dtype.type(1)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
-        valid = np.empty(OW, dtype=np.int64)
+        valid = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
         for od in range(OD):
             ds = od * SD - PD
@@ -230,22 +235,24 @@ def avg3d_omit_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, fu
                             for ow in range(lo, hi):
                                 v = x[n, c, id_, ih, ow * SW + off]
                                 out[n, c, od, oh, ow] += select(v == v, v, zero)
-                                valid[ow] += np.int64(v == v)
+                                valid[ow] += select(v == v, c1, c0)
                 pad_dh = full_d[od] * full_h[oh]
                 in_dh = in_d[od] * in_h[oh]
                 for ow in range(OW):
-                    div[ow] = valid[ow] + (pad_dh * full_w[ow] - in_dh * in_w[ow])  # cast to out's dtype
+                    div[ow] = valid[ow] + (pad_dh * full_w[ow] - in_dh * in_w[ow])  # exact, cast to out's dtype
                     if override != 0:
                         div[ow] = override
                     out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / div[ow]
 
 
 def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
-                  in_d, in_h, in_w, override):
+                  in_d, in_h, in_w, override, proto):
     """``avg3d_cl`` with ``nan_policy="omit"`` (over (N, D, H, W, C); parallel over output rows)."""
     N, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     zero = x.dtype.type(0)
+    c0 = proto.dtype.type(0)
+    c1 = proto.dtype.type(1)
     for q in prange(N * OD * OH):
         n = q // (OD * OH)
         r = q - n * (OD * OH)
@@ -255,7 +262,7 @@ def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, fu
         hs = oh * SH - PH
         kd0, kd1 = tap_range(ds, D, KD, 1)
         kh0, kh1 = tap_range(hs, H, KH, 1)
-        valid = np.empty(C, dtype=np.int64)
+        valid = np.empty(C, dtype=proto.dtype)
         div = np.empty(C, dtype=out.dtype)
         for ow in range(OW):
             ws = ow * SW - PW
@@ -278,21 +285,23 @@ def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, fu
                         for c in range(C):
                             v = x[n, id_, ih, iw, c]
                             out[n, od, oh, ow, c] += select(v == v, v, zero)
-                            valid[c] += np.int64(v == v)
+                            valid[c] += select(v == v, c1, c0)
             pads = full_d[od] * full_h[oh] * full_w[ow] - in_d[od] * in_h[oh] * in_w[ow]
             for c in range(C):
-                div[c] = valid[c] + pads  # cast to out's dtype
+                div[c] = valid[c] + pads  # exact, cast to out's dtype
                 if override != 0:
                     div[c] = override
                 out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
 
 
-def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw, proto):
     """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one
     division), or, for a bin with every cell valid, ``adaptive_avg_cf``'s three divisions."""
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
+    c0 = proto.dtype.type(0)
+    c1 = proto.dtype.type(1)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
@@ -301,13 +310,13 @@ def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
             for oh in range(OH):
                 for ow in range(OW):
                     s = zero
-                    valid = 0
+                    valid = c0
                     for id_ in range(sd[od], ed[od]):
                         for ih in range(sh[oh], eh[oh]):
                             for iw in range(sw[ow], ew[ow]):
                                 v = x[n, c, id_, ih, iw]
                                 s += select(v == v, v, zero)
-                                valid += np.int64(v == v)
+                                valid += select(v == v, c1, c0)
                     if valid < (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow]):
                         div[0] = valid  # cast to out's dtype
                         out[n, c, od, oh, ow] = s / div[0]
@@ -315,17 +324,19 @@ def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
                         out[n, c, od, oh, ow] = s / kd[od] / kh[oh] / kw[ow]
 
 
-def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw, proto):
     """Adaptive average with ``nan_policy="omit"``, channels-last; parallel over output rows."""
     N, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     zero = x.dtype.type(0)
+    c0 = proto.dtype.type(0)
+    c1 = proto.dtype.type(1)
     for q in prange(N * OD * OH):
         n = q // (OD * OH)
         r = q - n * (OD * OH)
         od = r // OH
         oh = r - od * OH
-        valid = np.empty(C, dtype=np.int64)
+        valid = np.empty(C, dtype=proto.dtype)
         div = np.empty(C, dtype=out.dtype)
         for ow in range(OW):
             for c in range(C):
@@ -337,7 +348,7 @@ def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
                         for c in range(C):
                             v = x[n, id_, ih, iw, c]
                             out[n, od, oh, ow, c] += select(v == v, v, zero)
-                            valid[c] += np.int64(v == v)
+                            valid[c] += select(v == v, c1, c0)
             size = (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow])
             for c in range(C):
                 if valid[c] < size:

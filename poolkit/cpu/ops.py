@@ -81,6 +81,14 @@ def _named(name, omit):
     return name + "_omit" if omit else name
 
 
+def _count_proto(dtype, cells):
+    """A 0-size array whose dtype the ``"omit"`` averages count valid cells in: ``dtype`` itself
+    (sums and counts vectorise together) when ``cells``, the most a window holds, fit its
+    mantissa exactly (2**24 for float32), else int64."""
+    exact = 2 ** (np.finfo(dtype).nmant + 1)
+    return np.empty(0, dtype=dtype if cells <= exact else np.int64)
+
+
 def _nchunks(units, parallel):
     """How many pieces the parallel loop of a scratch-using kernel is cut into."""
     return max(1, min(units, 8 * get_num_threads())) if parallel else 1
@@ -140,8 +148,14 @@ def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, c
     in_h, in_w)`` of :func:`_omit_tables`; the omit kernels then run on 5-D views.
     """
     if omit_tables is not None:
-        _avg_omit(x, out, 2, stride, padding, kernel, omit_tables, override, channels_last, parallel,
-                  large=False)
+        if channels_last:
+            _avg_omit(x, out, 2, stride, padding, kernel, omit_tables, override, channels_last, parallel,
+                      large=False)
+        else:
+            with parallel_slot(bool(parallel)) as par:
+                KERNELS[("avg_omit_nchw", par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *stride,
+                                                *padding, *kernel, *omit_tables, x.dtype.type(override),
+                                                _count_proto(x.dtype, kernel[0] * kernel[1]))
         return
     with parallel_slot(bool(parallel)) as par:
         if _is_global(x, out, kernel, padding, (1, 1), channels_last):
@@ -185,12 +199,14 @@ def _avg_omit(x, out, nd, stride, padding, kernel, tables, override, cl, paralle
     full, inside = unit + tuple(tables[:nd]), unit + tuple(tables[nd:])
     geo = ((1,) * lift + tuple(stride), (0,) * lift + tuple(padding), (1,) * lift + tuple(kernel))
     ov = x.dtype.type(override)
+    proto = _count_proto(x.dtype, math.prod(kernel))
     if cl or large:
         x5, out5 = (Lay.to5(a, nd, True) if cl else np.moveaxis(Lay.to5(a, nd, False), 1, -1) for a in (x, out))
-        _kernel("avg3d_omit_cl", parallel, x.size)(x5, out5, *geo[0], *geo[1], *geo[2], *full, *inside, ov)
+        _kernel("avg3d_omit_cl", parallel, x.size)(x5, out5, *geo[0], *geo[1], *geo[2], *full, *inside, ov,
+                                                   proto)
     else:
         _kernel("avg3d_omit_cf", parallel, x.size)(Lay.to5(x, nd, False), Lay.to5(out, nd, False),
-                                                   *geo[0], *geo[1], *geo[2], *full, *inside, ov)
+                                                   *geo[0], *geo[1], *geo[2], *full, *inside, ov, proto)
 
 
 def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
@@ -232,6 +248,17 @@ def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
     :func:`run_max_pool`'s; it sums the in-range taps in the same scan order.
     ``omit`` (``nan_policy="omit"``) runs the omit kernels (:func:`_avg_omit`), any nd.
     """
+    if omit and g.nd == 2 and not cl and not G.large_window(g):  # the row-sweeping 2-D kernel
+        out = _empty(x, cl, g.out_size)
+        if out.size:
+            run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, None, None, override, channels_last=False,
+                           parallel=_use_parallel(x.size, parallel),
+                           omit_tables=_omit_tables(g, count_include_pad))
+        return out
+    if omit and g.nd == 1 and not cl and not G.large_window(g):
+        out = run_avg_pool(Lay.as_2d(x, cl), G.with_unit_dims(g, 2), cl, count_include_pad, override,
+                           parallel, omit)
+        return Lay.from_2d(out, cl)
     if omit:
         out = _empty(x, cl, g.out_size)
         _avg_omit(x, out, g.nd, g.stride, g.padding, g.kernel, _omit_tables(g, count_include_pad), override,
@@ -285,8 +312,9 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
         bins = _bins5(ag)
         sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
         name = "adaptive_avg_omit" if omit else "adaptive_avg"
+        extra = (_count_proto(x.dtype, math.prod(int((b - a).max()) for a, b in bins)),) if omit else ()
         _kernel(name + ("_cl" if cl else "_cf"), parallel, max(x.size, out.size))(
-            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes)
+            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes, *extra)
     return out
 
 
