@@ -189,7 +189,8 @@ def test_course_extra_is_importable_here():
     extra) every requirement of the course extra is importable."""
     for token in sorted(provided_requirements("course")):
         name = token.split("[")[0]
-        module = {"pyyaml": "yaml", "ipykernel": "ipykernel", "numba-cuda": "numba.cuda"}.get(
+        module = {"pyyaml": "yaml", "ipykernel": "ipykernel", "numba-cuda": "numba.cuda",
+                  "xarray-spatial": "xrspatial"}.get(
             name, name.replace("-", "_"))
         assert importlib.util.find_spec(module.split(".")[0]) is not None, f"{token} is not installed"
 
