@@ -249,7 +249,8 @@ _UNPOOL_DOC = ("indices : ndarray\n        int64 indices from the max pooling th
                "2*padding``.")
 _NAN_DOC = ("nan_policy : {\"propagate\", \"omit\"}\n        Keyword-only. ``\"propagate\"`` (PyTorch's rule): "
             "a NaN in a window makes the result NaN.\n        ``\"omit\"``: NaN cells (nodata) are skipped; a "
-            "window with no valid cell gives NaN\n        (see :func:`poolkit.geometry.check_nan_policy`).")
+            "max over no valid cell, or an average with nothing\n        to count (no valid cell, no counted "
+            "padding, no divisor_override), gives NaN\n        (see :func:`poolkit.geometry.check_nan_policy`).")
 _KEEPDIMS_DOC = ("keepdims : bool\n        Keep the pooled H and W as size-1 dimensions (like Keras' "
                  "``keepdims``).")
 

@@ -502,6 +502,12 @@ def check_input(shape, dtype, nd: int, layout, op: str, *, allow_int: bool):
     return channels_last, batched, spatial
 
 
+def max_init(dtype, omit: bool):
+    """The value a max scan starts from: :func:`max_identity`, or NaN ("no valid cell yet")
+    for a float scan that skips NaN (``nan_policy="omit"``)."""
+    return np.dtype(dtype).type(np.nan) if omit else max_identity(dtype)
+
+
 def max_identity(dtype):
     """The value a max-pooling window starts from (and implicit padding holds):
     ``-inf`` for floats, the smallest integer for integer dtypes."""
@@ -594,7 +600,10 @@ def check_nan_policy(nan_policy, op: str) -> bool:
     that on data without NaN both policies give the same bits everywhere. Integer
     arrays hold no NaN: both policies agree.
     """
-    if not isinstance(nan_policy, str) or nan_policy not in NAN_POLICIES:
+    if not isinstance(nan_policy, str):
+        raise TypeError(f"{op}: nan_policy must be the string 'propagate' or 'omit', got "
+                        f"{type(nan_policy).__name__} {nan_policy!r}")
+    if nan_policy not in NAN_POLICIES:
         raise ValueError(f"{op}: nan_policy must be 'propagate' or 'omit', got {nan_policy!r}")
     return nan_policy == "omit"
 

@@ -138,6 +138,12 @@ class _Plan:
                 full[a] = v
             self.shapes.append(tuple(full))
 
+    def check(self, fn, dtype, nan_policy):
+        """What the pooling would refuse, refused even when ``levels == 1`` pools nothing."""
+        G.check_nan_policy(nan_policy, fn)
+        if self.op == "mean" and dtype.kind != "f":
+            raise TypeError(f"{fn}: op='mean' needs a float32 or float64 x (average pooling), got {dtype}")
+
     def kwargs(self, nan_policy):
         """The pooling function's keyword arguments for one step."""
         return dict(kernel_size=self.kernel, stride=self.kernel, ceil_mode=self.ceil_mode, layout=self.layout,
@@ -248,6 +254,7 @@ def pyramid(x, levels, op="mean", *, kernel_size=2, ceil_mode=True, nan_policy="
     if dims is not None:
         raise TypeError(f"pyramid: dims is for DataArrays; x is a {type(x).__name__} (use layout=)")
     plan = _Plan("pyramid", x.shape, levels, op, kernel_size, ceil_mode, layout)
+    plan.check("pyramid", x.dtype, nan_policy)
     out = [x]
     for _ in range(1, plan.levels):
         out.append(plan.step(out[-1], nan_policy))
@@ -268,6 +275,7 @@ def _dataarray_pyramid(x, levels, op, kernel_size, ceil_mode, nan_policy, layout
         raise ValueError(f"{fn}: dims must name two different dimensions of x (rows, columns), "
                          f"got {dims!r}; x has {x.dims}")
     plan = _Plan(fn, (x.sizes[dims[0]], x.sizes[dims[1]]), levels, op, kernel_size, ceil_mode, "NCHW")
+    plan.check(fn, x.dtype, nan_policy)
     from . import xarray as _registers_the_accessor  # noqa: F401  (DataArray.pool)
 
     windows = dict(zip(dims, plan.kernel))
@@ -429,6 +437,7 @@ def pyramid_to_zarr(x, store, levels, op="mean", *, kernel_size=2, ceil_mode=Tru
     fn = "pyramid_to_zarr"
     _check_x(x, fn)
     plan = _Plan(fn, x.shape, levels, op, kernel_size, ceil_mode, layout)
+    plan.check(fn, x.dtype, nan_policy)
     for flag, value in (("overwrite", overwrite), ("resume", resume)):
         G.check_bool(value, flag, fn)
     if zarr_format not in (2, 3) or isinstance(zarr_format, bool):

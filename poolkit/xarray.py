@@ -386,11 +386,16 @@ def pooled_transform(transform, col=(1, 1, 0, 1), row=(1, 1, 0, 1)):
     return (a * sx, b * sy, c + a * bx + b * by, d * sx, e * sy, f + d * bx + e * by)
 
 
-def _spatial_dims(obj):
-    """``(column dim, row dim)`` of a georeferenced array, or None."""
+def _spatial_dims(obj, pooled=()):
+    """``(column dim, row dim)`` of a georeferenced array, or None: x/y (lon/lat, ...) by
+    name; else the last two pooled dims in the array's order (``(row, col, band)`` pooled
+    over row and col: col, row); else the array's last two dims."""
     for x, y in _SPATIAL_NAMES:
         if x in obj.dims and y in obj.dims:
             return x, y
+    ordered = [d for d in obj.dims if d in pooled]
+    if len(ordered) >= 2:
+        return ordered[-1], ordered[-2]
     return (obj.dims[-1], obj.dims[-2]) if obj.ndim >= 2 else None
 
 
@@ -417,7 +422,7 @@ def _georeference(obj, dims, geom, attrs, coords):
     geo = [n for n, c in obj.coords.items() if "GeoTransform" in c.attrs and not set(c.dims) & set(dims)]
     if not has_transform and not geo:
         return
-    spatial = _spatial_dims(obj)
+    spatial = _spatial_dims(obj, dims)
     if spatial is None or not set(spatial) & set(dims):
         return
     col, row = _axis_args(spatial[0], dims, geom), _axis_args(spatial[1], dims, geom)
@@ -497,7 +502,7 @@ class PoolAccessor:
         ceil_mode : bool
         nan_policy : str
             ``"propagate"`` (a NaN in a window gives NaN, as PyTorch) or ``"omit"``
-            (NaN cells are skipped; a window of NaN only gives NaN); passed to poolkit.
+            (NaN cells are skipped; a window with no valid cell gives NaN); passed to poolkit.
 
         Returns
         -------
@@ -535,7 +540,9 @@ class PoolAccessor:
             Divide every sum by this instead.
         nan_policy : str
             ``"propagate"`` (PyTorch's rule) or ``"omit"`` (NaN cells are skipped and not
-            counted; a window of NaN only gives NaN); passed to poolkit.
+            counted; padding cells count as zeros when ``count_include_pad``, so a window
+            with no valid cell gives NaN only without counted padding and without
+            ``divisor_override``); passed to poolkit.
 
         Returns
         -------

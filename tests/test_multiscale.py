@@ -426,3 +426,15 @@ def test_a_large_pyramid_streams_through_a_few_chunks(tmp_path):
     assert values_ok == "True"
     assert float(chunks) < 8, chunks
     assert float(t) < 60  # measured 3-8 s on 2 busy cores
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_bad_arguments_refused_even_for_one_level(levels, tmp_path):
+    x = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="nan_policy"):
+        poolkit.pyramid(x, levels, nan_policy="bogus")
+    with pytest.raises(ValueError, match="nan_policy"):
+        poolkit.pyramid_to_zarr(x, str(tmp_path / "a.zarr"), levels, nan_policy="bogus")
+    with pytest.raises(TypeError, match="float"):
+        poolkit.pyramid(x.astype(np.int32), levels, "mean")
+    assert not (tmp_path / "a.zarr").exists()

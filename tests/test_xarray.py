@@ -521,3 +521,12 @@ def test_import_poolkit_does_not_import_xarray_and_a_missing_xarray_says_what_to
 
 def test_docstring_examples_run():
     assert doctest.testmod(px, raise_on_error=False).failed == 0
+
+
+def test_transform_of_unnamed_channels_last_grid():
+    """No x/y names: the pooled dims are the grid, whatever comes after them (a band)."""
+    da = xr.DataArray(np.zeros((4, 6, 3), np.float32), dims=("row", "col", "band"),
+                      attrs={"transform": (10., 0., 100., 0., -10., 200.)})
+    want = (20.0, 0.0, 100.0, 0.0, -20.0, 200.0)
+    assert tuple(da.pool.mean(row=2, col=2).attrs["transform"]) == want
+    assert tuple(da.transpose("band", "row", "col").pool.mean(row=2, col=2).attrs["transform"]) == want

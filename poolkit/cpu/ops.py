@@ -71,11 +71,6 @@ def _flat_rows(a):
     return flat if np.may_share_memory(flat, a) else None
 
 
-def _max_init(dtype, omit):
-    """The value a max scan starts from: the dtype's identity, or NaN (no valid cell yet) for omit."""
-    return dtype.type(np.nan) if omit else G.max_identity(dtype)
-
-
 def _named(name, omit):
     """The kernel ``name``, or its ``nan_policy="omit"`` twin."""
     return name + "_omit" if omit else name
@@ -107,7 +102,7 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
     Every kernel gives bitwise identical results.
     """
     SH, SW = stride
-    init = _max_init(x.dtype, omit)
+    init = G.max_init(x.dtype, omit)
     args = (SH, SW, *padding, *dilation, *kernel, init)
     with parallel_slot(bool(parallel)) as par:
         _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omit)
@@ -229,7 +224,7 @@ def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
                           for a in (x, out, idx))
         _kernel(_named("max3d_cl", omit), parallel, x.size)(
             x5, out5, _NO_INDEX if idx is None else idx5, want_idx, *g5.stride, *g5.padding,
-            *g5.dilation, *g5.kernel, _max_init(x.dtype, omit))
+            *g5.dilation, *g5.kernel, G.max_init(x.dtype, omit))
     elif out.size:
         if g.nd == 2:
             run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel, channels_last=cl,
@@ -237,7 +232,7 @@ def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
         else:
             _kernel(_named("max3d_cl" if cl else "max3d_cf", omit), parallel, x.size)(
                 x, out, _NO_INDEX if idx is None else idx, want_idx, *g.stride, *g.padding,
-                *g.dilation, *g.kernel, _max_init(x.dtype, omit))
+                *g.dilation, *g.kernel, G.max_init(x.dtype, omit))
     return out, idx
 
 
@@ -301,7 +296,7 @@ def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
         nd = ag.nd
         _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel, max(x.size, out.size))(
             Lay.to5(x, nd, cl), Lay.to5(out, nd, cl), _NO_INDEX if idx is None else Lay.to5(idx, nd, cl),
-            want_idx, *(t for pair in _bins5(ag) for t in pair), _max_init(x.dtype, omit))
+            want_idx, *(t for pair in _bins5(ag) for t in pair), G.max_init(x.dtype, omit))
     return out, idx
 
 

@@ -271,11 +271,6 @@ def _as5(a4, cl):
     return a4.reshape((s[0], 1) + s[1:] if cl else (s[0], s[1], 1) + s[2:])
 
 
-def _max_init(dtype, omit):
-    """The value a max scan starts from: the dtype's identity, or NaN ("no valid cell yet") for omit."""
-    return np.dtype(dtype).type(np.nan) if omit else G.max_identity(dtype)
-
-
 def _run_max(x5, g, nd, cl, want_idx, stage="optimized", omit=False):
     """Max pooling of a 5-D device array with geometry ``g``; returns ``(out5, idx5 or None)``.
 
@@ -293,7 +288,7 @@ def _run_max(x5, g, nd, cl, want_idx, stage="optimized", omit=False):
     out = D.alloc(L.batched_shape(N, C, g5.out_size, cl), x5.dtype)
     idx = D.alloc(out.shape, np.int64) if want_idx else D.alloc((1, 1, 1, 1, 1), np.int64)
     D.launch_per_item(name, ND_KERNELS[name], int(np.prod(out.shape)), x5, out, idx, bool(want_idx),
-                      bool(cl), *g5.stride, *g5.padding, *g5.dilation, *g5.kernel, _max_init(x5.dtype, omit))
+                      bool(cl), *g5.stride, *g5.padding, *g5.dilation, *g5.kernel, G.max_init(x5.dtype, omit))
     return out, (idx if want_idx else None)
 
 
@@ -418,7 +413,7 @@ def _run_adaptive_max(x5, ag, cl, want_idx, omit=False):
     idx = D.alloc(out.shape, np.int64) if want_idx else D.alloc((1, 1, 1, 1, 1), np.int64)
     D.launch_per_item(name, ND_KERNELS[name], int(np.prod(out.shape)), x5, out, idx,
                       bool(want_idx), bool(cl), *[D.put(t) for pair in _bins5(ag) for t in pair],
-                      _max_init(x5.dtype, omit))
+                      G.max_init(x5.dtype, omit))
     return out, idx
 
 
