@@ -540,6 +540,16 @@ def how_words(hows):
                                 else "sampling /proc/self/statm every 2 ms" for h in hows}))
 
 
+def threading_layer():
+    import numba
+
+    numba.get_num_threads()  # starts the thread pool, after which Numba knows its layer
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return numba.config.THREADING_LAYER
+
+
 def loadavg():
     return tuple(round(v, 2) for v in os.getloadavg()) if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
@@ -603,7 +613,7 @@ def main(argv=None):
     log(f"Date: {datetime.date.today().isoformat()}. Machine: {machine()}.  ")
     log(f"{versions()}.  ")
     log(f"Dask threaded scheduler, {args.threads} workers; Numba threads {numba.get_num_threads()} "
-        f"(threading layer {numba.config.THREADING_LAYER}).  ")
+        f"(threading layer {threading_layer()}).  ")
     log(f"Load average (1, 5, 15 min) at start: {load0}.\n")
     log(f"Command:\n\n```bash\n{command}\n```\n")
 
