@@ -140,7 +140,8 @@ def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, c
     ``x``'s dtype, and ``override`` is ``divisor_override`` or 0. Every kernel
     sums a window in PyTorch's order, so all give bitwise identical results.
     ``omit_tables`` (``nan_policy="omit"``): the int64 tables ``(full_h, full_w,
-    in_h, in_w)`` of :func:`_omit_tables`; the omit kernels then run on 5-D views.
+    in_h, in_w)`` of :func:`_omit_tables`; NCHW then runs ``avg_omit_nchw`` (the row
+    sweeps of ``avg_nchw``), NHWC the channels-last omit kernel on 5-D views.
     """
     if omit_tables is not None:
         if channels_last:
@@ -301,7 +302,8 @@ def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
 
 
 def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
-    """Adaptive average pooling of a batched float array (``omit``: NaN cells left out, one division)."""
+    """Adaptive average pooling of a batched float array (``omit``: NaN cells left out; a bin that
+    lost a cell is divided once by its count)."""
     out = _empty(x, cl, ag.out_size)
     if out.size:
         bins = _bins5(ag)
