@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import numba
+import numpy as np
 import pytest
 
 from poolkit import bench
 from poolkit.bench import __main__ as cli
-from poolkit.bench import cases, cpu
+from poolkit.bench import cases, cpu, family
 
 TINY = [("max 3x3 s2 p1", "max", (2, 3, 9, 8), dict(kernel_size=3, stride=2, padding=1), True),
         ("avg 7x7", "avg", (2, 5, 7, 7), dict(kernel_size=7), False),
@@ -48,6 +49,7 @@ def test_layering_no_import_circles():
     imports = {p.stem: _poolkit_imports(p) for p in BENCH_DIR.glob("*.py")}
     assert not any(n.startswith(("poolkit", "numba")) for n in imports["cases"])
     assert "poolkit.bench.gpu" not in imports["cpu"] and "poolkit.bench.cpu" not in imports["gpu"]
+    assert not any(n.startswith("poolkit.bench.gpu") for n in imports["family"])
     assert not any(n.startswith(("poolkit.bench.cpu", "poolkit.bench.gpu")) for n in imports["__init__"])
     for name, used in imports.items():  # only public names of poolkit's other modules
         assert not [n for n in used if n.startswith("poolkit.") and not n.startswith("poolkit.bench")
@@ -171,3 +173,89 @@ def test_gpu_table_has_the_copy_columns(tmp_path):
     rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert [r["layout"] for r in rows] == ["NCHW", "NHWC"]
     assert all(float(r["h2d us"]) > 0 and float(r["d2h us"]) > 0 for r in rows)
+
+
+def _tiny_family():
+    """Every family case on arrays of batch 2 and sides of at most 10 (at ``--scale 0.02``: batch 1)."""
+    return [(label, (2, 3) + tuple(min(n, 10) for n in shape[2:]), build, bitwise)
+            for label, shape, build, bitwise in family.FAMILY_CASES]
+
+
+def test_family_cases_cover_the_family():
+    labels = [c[0] for c in family.FAMILY_CASES]
+    assert len(labels) == 17 and len(set(labels)) == 17
+    assert sum(label.startswith("channels-last") for label in labels) == 2
+    assert [c[0] for c in family.FAMILY_CASES if not c[3]] == ["adaptive_avg_pool2d ->1", "lp_pool2d p=2 k2"]
+
+
+def test_family_run_matches_torch_and_scales_the_batch():
+    pytest.importorskip("torch")
+    threads = numba.get_num_threads()
+    rows = family.run(threads=1, repeat=1, scale=2.0, cases=_tiny_family())
+    assert numba.get_num_threads() == threads  # restored
+    assert [r["case"] for r in rows] == [c[0] for c in family.FAMILY_CASES]
+    by_case = {r["case"]: r for r in rows}
+    assert by_case["max_unpool2d k2"]["shape"] == (4, 3, 5, 5)  # the pooled array is the input
+    assert by_case["channels-last: max_pool3d k2 s2 NDHWC"]["shape"] == (4, 10, 10, 10, 3)
+    for r, (_, _, _, bitwise) in zip(rows, family.FAMILY_CASES):
+        assert r["shape"][0] == 4 and all(r[k] > 0 for k in ("serial", "parallel", "copy", "torch"))
+        if bitwise:
+            assert r["matches_torch"] == "bitwise", r
+        else:  # bitwise, or a difference in ulp
+            assert not r["matches_torch"].startswith("DIFFERS"), r
+    table = family.format_table(rows, threads=1)
+    assert "channels-first (15 rows): x torch geometric mean" in table
+    assert "channels-last (2 rows): x torch geometric mean" in table
+
+
+def test_family_compare_reports_ulp_and_indices():
+    torch = pytest.importorskip("torch")
+    a = np.array([1.0, -2.0, 3e-8], np.float32)
+    b = a.copy()
+    b[2] = np.nextafter(np.nextafter(b[2], np.float32(1)), np.float32(1))
+    assert family.compare(a, torch.from_numpy(a.copy())) == "bitwise"
+    assert family.compare(a, torch.from_numpy(b), bitwise=False) == "max 2 ulp, abs 7.1e-15"
+    assert family.compare(a, torch.from_numpy(b)).startswith("DIFFERS: max 2 ulp")
+    assert family.compare(-a, torch.from_numpy(-b), bitwise=False).startswith("max 2 ulp")
+    idx = np.arange(3)
+    assert family.compare((a, idx), (torch.from_numpy(a), torch.from_numpy(idx[::-1].copy()))) == \
+        "DIFFERS: indices differ"
+    x = np.zeros((1, 2, 3, 4), np.float32)
+    assert family.compare(x.transpose(0, 2, 3, 1).copy(), torch.from_numpy(x), channels_last=True) == "bitwise"
+
+
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_cli_runs_the_family_suite(monkeypatch, tmp_path, capsys, use_torch):
+    if use_torch:
+        pytest.importorskip("torch")
+    monkeypatch.setattr(family, "FAMILY_CASES", _tiny_family())
+    out = tmp_path / "family.md"
+    argv = ["--family", "--scale", "0.02", "--repeat", "3", "--threads", "1", "--out", str(out)]
+    argv += [] if use_torch else ["--no-torch"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("poolkit CPU family benchmark -- ")
+    assert "[17/17] channels-last: max_pool2d" in captured.err  # progress on stderr
+    lines = [ln for ln in captured.out.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    times = ["serial ms", "parallel ms", "copy ms"] + ["torch ms"] * use_torch
+    assert header == ["case", "shape"] + times + ["x torch"] * use_torch + ["/ copy"] + ["same values"] * use_torch
+    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[1:]]
+    assert [r["case"] for r in rows] == [c[0] for c in family.FAMILY_CASES]
+    for r in rows:
+        assert r["shape"].startswith("1x")  # the batch, scaled, is at least 1
+        assert all(float(r[k]) >= 0 for k in times + ["/ copy"])  # tiny arrays: some print 0.00
+        if use_torch:
+            assert r["x torch"].endswith("x") and float(r["x torch"][:-1]) > 0
+    assert ("geometric mean" in captured.out) == use_torch
+    report = out.read_text()
+    assert report.startswith("# poolkit CPU family benchmark, ")
+    assert f"Command: `python -m poolkit.bench {' '.join(argv)}`" in report
+    assert report.rstrip().endswith(captured.out.rstrip().splitlines()[-1])
+
+
+def test_cli_family_refuses_options_of_the_default_suite(capsys):
+    for extra in (["--layout", "NHWC"], ["--indices"], ["--first-call"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["--family"] + extra)
+        assert e.value.code == 2 and "--family runs its own cases" in capsys.readouterr().err

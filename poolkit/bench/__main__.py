@@ -1,7 +1,9 @@
 """Command line of the benchmarks: ``python -m poolkit.bench [--gpu] [options]``.
 
 Without ``--gpu`` it runs the CPU benchmark (:mod:`poolkit.bench.cpu`), or with
-``--first-call`` only its import and first-call latency. With ``--gpu`` it runs the
+``--first-call`` only its import and first-call latency, or with ``--family`` the CPU
+benchmark of the rest of the pooling family (3-d, 1-d, adaptive, Lp, max_unpool,
+backward passes, channels-last 3-d; :mod:`poolkit.bench.family`). With ``--gpu`` it runs the
 CUDA benchmark (:mod:`poolkit.bench.gpu`) instead, which takes its own options
 (``python -m poolkit.bench --gpu --help``); only then is the GPU benchmark imported.
 """
@@ -45,26 +47,46 @@ def _main_cpu(argv):
     p.add_argument("--repeat", type=int, default=15,
                    help=f"timed calls per contender and case (rounded up to a multiple of {cpu_bench.BLOCK})")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every batch size (default 1)")
-    p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
+    p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], help="default: both")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--family", action="store_true",
+                   help="run the family suite instead: 3-d, 1-d, adaptive, Lp, max_unpool, backward "
+                        "and channels-last cases (poolkit.bench.family)")
     p.add_argument("--indices", action="store_true",
                    help="also time max pooling with return_indices=True (outside the summary lines)")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--first-call", action="store_true",
                    help="only measure import and first-call latency in fresh processes")
     args = p.parse_args(argv)
+    if args.family:
+        if args.layout or args.indices or args.first_call:
+            p.error("--family runs its own cases: --layout, --indices and --first-call do not apply")
+        return _main_family(args, argv)
     if args.first_call:
         print(cpu_bench.format_first_call(cpu_bench.first_call_latency()))
         return 0
     print(f"poolkit CPU benchmark -- {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, {datetime.date.today()}", flush=True)
     suite = cases.CASES + cases.INDEX_CASES if args.indices else cases.CASES
-    rows = cpu_bench.run(args.threads, args.repeat, args.scale, _layouts(args.layout), suite,
+    rows = cpu_bench.run(args.threads, args.repeat, args.scale, _layouts(args.layout or "both"), suite,
                          use_torch=not args.no_torch)
     table = cpu_bench.format_table(rows, args.threads)
     print(table)
     if args.out:
         _write_report(args.out, "CPU", datetime.date.today(), argv, table)
+    return 0
+
+
+def _main_family(args, argv):
+    from poolkit.bench import family
+
+    print(f"poolkit CPU family benchmark -- {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads, {datetime.date.today()}", flush=True)
+    rows = family.run(args.threads, args.repeat, args.scale, use_torch=not args.no_torch)
+    table = family.format_table(rows, args.threads)
+    print(table)
+    if args.out:
+        _write_report(args.out, "CPU family", datetime.date.today(), argv, table)
     return 0
 
 
