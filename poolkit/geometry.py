@@ -51,6 +51,7 @@ __all__ = [
     "normalize_tuple",
     "make_geometry",
     "check_input",
+    "takes_zero_channels",
     "as_native_array",
     "plain_array",
     "prepare_array",
@@ -495,11 +496,30 @@ def check_input(shape, dtype, nd: int, layout, op: str, *, allow_int: bool):
         spatial, channels = full[1:-1], full[-1]
     else:
         spatial, channels = full[2:], full[1]
-    if channels == 0 or any(v == 0 for v in spatial):
+    if any(v == 0 for v in spatial) or (channels == 0 and not takes_zero_channels(op)):
+        zero_c = "" if channels or takes_zero_channels(op) else (
+            "; as in PyTorch, only adaptive pooling and unpooling take zero channels")
         raise ValueError(
-            f"{op}: x must have non-zero channel and spatial sizes ({names}), got shape {shape}"
+            f"{op}: x must have non-zero channel and spatial sizes ({names}), got shape {shape}{zero_c}"
         )
     return channels_last, batched, spatial
+
+
+def takes_zero_channels(op: str) -> bool:
+    """Whether ``op`` (forward or ``_backward``) takes an input with zero channels.
+
+    The rule for empty inputs, :func:`check_input`'s: every spatial size must be
+    positive; the batch may be empty (``N = 0``) for every op; ``C = 0`` is taken by
+    adaptive pooling (``global_*`` too) and unpooling, which give an empty result of
+    the right shape, and refused by max/avg/Lp pooling, as PyTorch (2.13) does.
+    PyTorch's own checks differ from op to op -- adaptive and unpooling kernels treat an
+    unbatched input's leading axis as the batch, ``adaptive_avg_pool1d/2d`` check only
+    the spatial sizes, its backward refuses a batched ``C = 0`` that its forward takes --
+    so poolkit takes ``C = 0`` for these ops batched or not, forward and backward: a
+    superset of PyTorch's. One deliberate difference the other way: an adaptive average
+    to output size 1 over an empty plane (PyTorch's ``mean()`` of nothing, NaN) is refused.
+    """
+    return op.removesuffix("_backward").startswith(("adaptive_", "global_", "max_unpool"))
 
 
 def max_init(dtype, omit: bool):

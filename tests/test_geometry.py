@@ -208,6 +208,25 @@ def test_max_identity_and_checks():
     assert G.check_input((5, 4, 3), np.int8, 2, "NHWC", "t", allow_int=True) == (True, False, (5, 4))
 
 
+def test_empty_inputs_rule():
+    """N = 0 for every op; C = 0 for adaptive pooling and unpooling only (PyTorch refuses it for
+    max/avg/Lp pooling); every spatial size positive (tests/test_torch.py compares with PyTorch)."""
+    takes = ["adaptive_avg_pool1d", "adaptive_max_pool3d_backward", "global_avg_pool2d",
+             "global_max_pool2d_backward", "max_unpool2d", "max_unpool3d_backward"]
+    refuses = ["max_pool2d", "avg_pool1d_backward", "lp_pool3d", "max_pool3d_backward"]
+    assert all(G.takes_zero_channels(op) for op in takes)
+    assert not any(G.takes_zero_channels(op) for op in refuses)
+    for op in takes:
+        assert G.check_input((0, 7), np.float32, 1, "NCL", op, allow_int=False) == (False, False, (7,))
+        assert G.check_input((2, 7, 0), np.float32, 1, "NLC", op, allow_int=False) == (True, True, (7,))
+        with pytest.raises(ValueError, match=r"non-zero channel and spatial sizes \(NCL\), got shape \(2, 0\)$"):
+            G.check_input((2, 0), np.float32, 1, "NCL", op, allow_int=False)
+    for op in refuses:
+        assert G.check_input((0, 2, 7), np.float32, 1, "NCL", op, allow_int=False)[2] == (7,)
+        with pytest.raises(ValueError, match="only adaptive pooling and unpooling take zero channels"):
+            G.check_input((0, 7), np.float32, 1, "NCL", op, allow_int=False)
+
+
 # ------------------------------------------------------------------ the memo of validated geometries
 def test_memoised_geometry_keeps_validating():
     """make_geometry caches results by argument value *and type*: a cached (2, 2)

@@ -137,6 +137,30 @@ def test_zero_batch(kernel):
     assert is_device(a) and tuple(a.shape) == (0, 3, 2, 3) and a.dtype == np.float64
 
 
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_zero_channels_where_the_cpu_takes_them(nd, batched):
+    """Adaptive pooling and unpooling take C = 0 (geometry.takes_zero_channels): the CPU's
+    shapes, nothing launched; max/avg/Lp pooling refuse it, as on the CPU."""
+    x = np.zeros((2,) * batched + (0,) + (4,) * nd, np.float32)
+    idx = np.zeros(x.shape, np.int64)
+    dx = cuda.to_device(x)
+    calls = [(f"adaptive_max_pool{nd}d", (2,)), (f"adaptive_avg_pool{nd}d", (3,)),
+             (f"max_unpool{nd}d", (idx, 2))] + ([("global_max_pool2d", ()), ("global_avg_pool2d", ())]
+                                              if nd == 2 else [])
+    for name, args in calls:
+        want = getattr(cpu, name)(x, *args)
+        _same(getattr(gpu, name)(dx, *args), want)
+        g = np.zeros(want.shape, np.float32)
+        _same(getattr(gpu, f"{name}_backward")(g, dx, *args), getattr(cpu, f"{name}_backward")(g, x, *args))
+    for name, args in [(f"max_pool{nd}d", (2,)), (f"avg_pool{nd}d", (2,)), (f"lp_pool{nd}d", (2, 2))]:
+        with pytest.raises(ValueError, match="only adaptive pooling and unpooling take zero channels"):
+            getattr(gpu, name)(dx, *args)
+    x1 = np.ones(x.shape[:-nd - 1] + (2,) + x.shape[-nd:], np.float32)  # an empty output, unbatched too
+    _same(gpu.adaptive_avg_pool1d(x1, 0) if nd == 1 else getattr(gpu, f"adaptive_max_pool{nd}d")(x1, 0),
+          cpu.adaptive_avg_pool1d(x1, 0) if nd == 1 else getattr(cpu, f"adaptive_max_pool{nd}d")(x1, 0))
+
+
 # ------------------------------------------------------------------ poolkit.<op> dispatches device arrays here
 def test_dispatch_through_poolkit_with_device_arrays():
     rng = np.random.default_rng(2)

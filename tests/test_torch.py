@@ -288,3 +288,100 @@ def test_unpool_backward_matches_torch(nd, data, seed):
     ti = ti.movedim(-1, 1) if cl else ti
     want = torch_grad(lambda t, *a: getattr(F, f"max_unpool{nd}d")(t, ti, *a), pooled, nd, layout, g, *args)
     assert_same(public(f"max_unpool{nd}d_backward")(g, pooled, idx, *args, layout=layout), want)
+
+
+# ------------------------------------------------------------------ empty arrays: what PyTorch accepts
+#: (label, N or None for unbatched, C, the first spatial size) in channels-first terms.
+EMPTY_SHAPES = [("unbatched C=0", None, 0, 4), ("N=0", 0, 2, 4), ("C=0", 2, 0, 4), ("N=0 C=0", 0, 0, 4),
+                ("unbatched L=0", None, 2, 0), ("L=0", 2, 2, 0), ("N=0 L=0", 0, 2, 0),
+                ("unbatched C=0 L=0", None, 0, 0)]
+
+
+def _torch_shape(fn):
+    """``fn()``'s shape, or None if PyTorch refuses the input."""
+    try:
+        out = fn()
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    return tuple((out[0] if isinstance(out, tuple) else out).shape)
+
+
+def _torch_grad_shape(fn, t, ti):
+    def run():
+        tt = t.clone().requires_grad_(True)
+        y = fn(tt, ti)
+        (y[0] if isinstance(y, tuple) else y).sum().backward()
+        return tt.grad
+    return _torch_shape(run)
+
+
+def _poolkit_shape(name, args, x, cl, nd):
+    """The channels-first shape of ``name(*args)`` from the reference, cpu (parallel and serial)
+    and the public function, which must agree; None where all of them refuse ``x``."""
+    shapes = set()
+    for fn in (getattr(reference, name), public(name), getattr(cpu, name),
+               lambda *a, **k: getattr(cpu, name)(*a, parallel=False, **k)):
+        try:
+            out = fn(*args, layout=G.LAYOUTS[nd][int(cl)])
+        except ValueError as exc:
+            assert "x must have non-zero" in str(exc), (name, str(exc))
+            shapes.add(None)
+            continue
+        assert out.dtype == x.dtype and out.size == 0
+        shapes.add(np.moveaxis(out, -1, -nd - 1).shape if cl else out.shape)
+    assert len(shapes) == 1, (name, shapes)
+    return shapes.pop()
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])
+@pytest.mark.parametrize("label, n, c, side", EMPTY_SHAPES, ids=[s[0] for s in EMPTY_SHAPES])
+def test_empty_inputs_are_accepted_where_torch_accepts_them(nd, cl, label, n, c, side):
+    """N = 0, C = 0 and zero spatial sizes, every op forward and backward, both layouts:
+    poolkit takes what PyTorch 2.13 takes, with its shapes (geometry.check_input's rule).
+
+    Where poolkit differs, on purpose: adaptive pooling and unpooling take C = 0 batched or
+    not (PyTorch takes it unbatched, and batched for adaptive_avg_pool1d/2d); a backward pass
+    takes what its forward takes (PyTorch's adaptive_avg_pool1d/2d backward refuses a batched
+    C = 0); an adaptive average to output size 1 over an empty plane is refused (PyTorch's
+    mean() of nothing is NaN).
+    """
+    spatial = (side,) + (4,) * (nd - 1)
+
+    def tensors(channels):
+        shape = (() if n is None else (n,)) + (channels,) + spatial
+        return torch.zeros(shape), torch.zeros(shape, dtype=torch.int64)
+
+    t, ti = tensors(c)
+    x = t.numpy()
+    x = np.ascontiguousarray(np.moveaxis(x, -nd - 1, -1)) if cl else x
+    idx = np.zeros(x.shape, np.int64)
+    ops = {  # name: (poolkit's arguments after x, PyTorch's call)
+        f"max_pool{nd}d": ((2,), lambda a, ai: getattr(F, f"max_pool{nd}d")(a, 2)),
+        f"avg_pool{nd}d": ((2,), lambda a, ai: getattr(F, f"avg_pool{nd}d")(a, 2)),
+        f"lp_pool{nd}d": ((2, 2), lambda a, ai: getattr(F, f"lp_pool{nd}d")(a, 2, 2)),
+        f"adaptive_max_pool{nd}d": ((2,), lambda a, ai: getattr(F, f"adaptive_max_pool{nd}d")(a, 2)),
+        f"adaptive_avg_pool{nd}d": ((2,), lambda a, ai: getattr(F, f"adaptive_avg_pool{nd}d")(a, 2)),
+        f"max_unpool{nd}d": ((idx, 2), lambda a, ai: getattr(F, f"max_unpool{nd}d")(a, ai, 2)),
+    }
+    for name, (args, tfn) in ops.items():
+        want = _torch_shape(lambda: tfn(t, ti))
+        if c == 0 and side and name.startswith(("adaptive_", "max_unpool")):
+            one = _torch_shape(lambda: tfn(*tensors(1)))  # the C = 1 twin's shape, with C = 0
+            ch = 0 if n is None else 1
+            assert want in (None, one[:ch] + (0,) + one[ch + 1:])
+            want = one[:ch] + (0,) + one[ch + 1:]
+        got = _poolkit_shape(name, (x,) + args, x, cl, nd)
+        assert got == want, (name, label, got, want)
+        want_grad = None if want is None else tuple(t.shape)
+        torch_grad = _torch_grad_shape(tfn, t, ti)
+        assert torch_grad == want_grad or (want_grad and torch_grad is None and c == 0 and n is not None
+                                           and name.startswith(("adaptive_", "max_unpool")))
+        g = np.zeros(x.shape if want is None else np.moveaxis(np.zeros(want), -nd - 1, -1).shape if cl
+                     else want, np.float32)
+        got_grad = _poolkit_shape(f"{name}_backward", (g, x) + args, x, cl, nd)
+        assert got_grad == want_grad, (f"{name}_backward", label, got_grad, want_grad)
+    # output size 1: PyTorch calls mean(), which takes an empty plane too (NaN); poolkit refuses it
+    want = _torch_shape(lambda: getattr(F, f"adaptive_avg_pool{nd}d")(t, 1))
+    got = _poolkit_shape(f"adaptive_avg_pool{nd}d", (x, 1), x, cl, nd)
+    assert got == (None if side == 0 else want), (label, got, want)

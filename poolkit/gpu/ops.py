@@ -120,6 +120,12 @@ class _Input(NamedTuple):
     C: int
     host: bool
 
+    @property
+    def empty(self) -> bool:
+        """No plane to pool: ``N = 0``, or ``C = 0`` (adaptive pooling and unpooling take it,
+        :func:`poolkit.geometry.takes_zero_channels`). Nothing is launched."""
+        return self.N * self.C == 0
+
 
 def _check_kernel(kernel, op):
     if not isinstance(kernel, str) or kernel not in _KERNEL_CHOICES:
@@ -139,6 +145,11 @@ def _input(x, op, nd, layout, kind) -> _Input:
     # results (and the dtype grad_output must have) are in native byte order, as on the CPU
     native = np.dtype(dtype).newbyteorder("=")
     return _Input(tuple(shape), native, cl, batched, tuple(spatial), N, C, isinstance(x, np.ndarray))
+
+
+def _empty(a: _Input, shape, with_idx=False):
+    """The empty result(s) of ``shape`` (batched), unbatched like ``x``: nothing to launch."""
+    return D.empty(shape if a.batched else shape[1:], a.dtype, a.host, with_idx)
 
 
 def _out_shape(a: _Input, spatial):
@@ -472,8 +483,8 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, dilation, ceil_mode)
     D.require_device(op)
     oshape = _out_shape(a, g.out_size)
-    if a.N == 0:
-        return D.empty(oshape, a.dtype, a.host, return_indices)
+    if a.empty:
+        return _empty(a, oshape, return_indices)
     if nd == 2 and not omit:  # straight onto the 2-D kernels (a strided input is copied by copy_4d)
         outs = _launch_2d("max_idx" if return_indices else "max", D.to_device_4d(x, a.batched, op), g,
                           a.cl, kernel).run()
@@ -493,8 +504,8 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
     g = G.make_geometry(op, a.spatial, kernel_size, stride, padding, 1, ceil_mode)
     D.require_device(op)
     oshape = _out_shape(a, g.out_size)
-    if a.N == 0:
-        return D.empty(oshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, oshape)
     if omit:  # every nd on avg_omit (the 2-D kernels know propagate only)
         out = _run_avg_omit(D.to5(x, nd, a.cl, a.batched, op), a.cl, G.window_extents(g), g.in_size,
                             G.avg_divisor_table(g, count_include_pad), G.avg_divisor_table(g, False),
@@ -519,8 +530,8 @@ def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dil
     if indices is not None:
         idx5 = _indices5(indices, a, oshape, nd, op, math.prod(a.spatial))
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     if idx5 is None:
         idx5 = _run_max(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, True, omit=omit)[1]
     gx = _run_max_gather(grad5, idx5, D.shape5(xshape, nd, a.cl, True), a.dtype, a.cl, G.window_extents(g),
@@ -538,8 +549,8 @@ def _avg_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, cei
     oshape, xshape = _out_shape(a, g.out_size), _out_shape(a, a.spatial)
     grad5 = _grad5(grad_output, a, oshape, nd, op)
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     if omit:
         gx = _run_avg_gather_omit(grad5, D.to5(x, nd, a.cl, a.batched, op), D.shape5(xshape, nd, a.cl, True),
                                   a.cl, G.window_extents(g), g.in_size,
@@ -560,7 +571,7 @@ def _adaptive_max(op, nd, x, output_size, return_indices, layout, nan_policy):
     D.require_device(op)
     oshape = _out_shape(a, ag.out_size)
     if int(np.prod(oshape)) == 0:
-        return D.empty(oshape, a.dtype, a.host, return_indices)
+        return _empty(a, oshape, return_indices)
     out, idx = _run_adaptive_max(D.to5(x, nd, a.cl, a.batched, op), ag, a.cl, return_indices, omit)
     res = D.result(out, oshape, a.host, a.batched)
     return (res, D.result(idx, oshape, a.host, a.batched)) if return_indices else res
@@ -573,7 +584,7 @@ def _adaptive_avg(op, nd, x, output_size, layout, nan_policy):
     D.require_device(op)
     oshape = _out_shape(a, ag.out_size)
     if int(np.prod(oshape)) == 0:
-        return D.empty(oshape, a.dtype, a.host)
+        return _empty(a, oshape)
     x5 = D.to5(x, nd, a.cl, a.batched, op)
     if omit:
         out = _run_avg_omit(x5, a.cl, *_adaptive_omit(ag))
@@ -593,8 +604,8 @@ def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, 
     if indices is not None:
         idx5 = _indices5(indices, a, oshape, nd, op, math.prod(a.spatial))
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     if int(np.prod(oshape)) == 0:  # empty output: nothing flows back
         return D.result(D.put(np.zeros(D.shape5(xshape, nd, a.cl, True), a.dtype)), xshape, a.host, a.batched)
     if idx5 is None:
@@ -611,8 +622,8 @@ def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, nan_poli
     oshape, xshape = _out_shape(a, ag.out_size), _out_shape(a, a.spatial)
     grad5 = _grad5(grad_output, a, oshape, nd, op)
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     if omit:
         gx = _run_avg_gather_omit(grad5, D.to5(x, nd, a.cl, a.batched, op), D.shape5(xshape, nd, a.cl, True),
                                   a.cl, *_adaptive_omit(ag))
@@ -658,8 +669,8 @@ def _lp_pool(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
     g = G.make_geometry(op, a.spatial, kernel_size, stride, 0, 1, ceil_mode)
     D.require_device(op)
     oshape = _out_shape(a, g.out_size)
-    if a.N == 0:
-        return D.empty(oshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, oshape)
     out = _run_lp(D.to5(x, nd, a.cl, a.batched, op), g, nd, a.cl, p, a.dtype)
     return D.result(out, oshape, a.host, a.batched)
 
@@ -671,8 +682,8 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
     oshape, xshape = _out_shape(a, g.out_size), _out_shape(a, a.spatial)
     grad5 = _grad5(grad_output, a, oshape, nd, op)
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     gx = _run_lp_backward(grad5, D.to5(x, nd, a.cl, a.batched, op), D.shape5(xshape, nd, a.cl, True), g, nd,
                           a.cl, p, a.dtype)
     return D.result(gx, xshape, a.host, a.batched)
@@ -690,8 +701,8 @@ def _max_unpool(op, nd, x, indices, kernel_size, stride, padding, output_size, l
     a, size, idx5 = _unpool_input(op, nd, x, indices, kernel_size, stride, padding, output_size, layout)
     D.require_device(op)
     oshape = _out_shape(a, size)
-    if a.N == 0:
-        return D.empty(oshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, oshape)
     out = D.alloc(D.shape5(oshape, nd, a.cl, True), a.dtype)
     D.launch_per_item("unpool_scatter", ND_KERNELS["unpool_scatter"], a.N * a.C,
                       D.to5(x, nd, a.cl, a.batched, op), idx5, out, bool(a.cl), a.dtype.type(0))
@@ -704,8 +715,8 @@ def _max_unpool_backward(op, nd, grad_output, x, indices, kernel_size, stride, p
     oshape, xshape = _out_shape(a, size), _out_shape(a, a.spatial)
     grad5 = _grad5(grad_output, a, oshape, nd, op)
     D.require_device(op)
-    if a.N == 0:
-        return D.empty(xshape, a.dtype, a.host)
+    if a.empty:
+        return _empty(a, xshape)
     gx = D.alloc(D.shape5(xshape, nd, a.cl, True), a.dtype)
     D.launch_per_item("index_gather", ND_KERNELS["index_gather"], int(np.prod(xshape)), grad5, idx5, gx,
                       bool(a.cl))
