@@ -156,6 +156,19 @@ def test_unbatched_big_endian_and_empty_batch():
     assert pdask.avg_pool2d(empty, 2, layout="NHWC").compute().shape == (0, 1, 4, 8)  # H=3, W=8, C=8
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_negative_divisor_override_divides_like_torch(layout):
+    """PyTorch divides by a negative divisor_override too; so does every block (with the halo)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(12).standard_normal((2, 3, 11, 10)).astype(np.float32)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+    dx = da.from_array(xl, chunks=(1, 4, 3, 2) if layout == "NHWC" else (1, 2, 4, 3))
+    for args in [(2,), (3, 2, 1), (3, 2, 1, True, False)]:
+        want = torch.nn.functional.avg_pool2d(torch.from_numpy(x), *args, divisor_override=-3).numpy()
+        got = pdask.avg_pool2d(dx, *args, divisor_override=-3, layout=layout).compute()
+        _assert_same(got.transpose(0, 3, 1, 2) if layout == "NHWC" else got, want)
+
+
 def test_empty_and_ragged_spatial_chunks():
     x = np.random.default_rng(4).standard_normal((1, 1, 13, 12)).astype(np.float32)
     ragged = da.from_array(x, chunks=(1, 1, (5, 0, 1, 7), (2, 0, 10)))  # empty chunks inside

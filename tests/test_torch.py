@@ -385,3 +385,30 @@ def test_empty_inputs_are_accepted_where_torch_accepts_them(nd, cl, label, n, c,
     want = _torch_shape(lambda: getattr(F, f"adaptive_avg_pool{nd}d")(t, 1))
     got = _poolkit_shape(f"adaptive_avg_pool{nd}d", (x, 1), x, cl, nd)
     assert got == (None if side == 0 else want), (label, got, want)
+
+
+# ------------------------------------------------------------------ a negative divisor_override
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])
+def test_negative_divisor_override_divides_like_torch(nd, cl):
+    """PyTorch divides by any non-zero divisor_override, a negative one too: the reference, the CPU
+    kernels (serial and parallel) and the public function give its bits, forward and backward
+    (tests/test_limits.py runs the GPU kernels; tests/test_dask.py the Dask blocks)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3) + (5, 6, 7)[:nd]).astype(np.float32)
+    layout = G.LAYOUTS[nd][int(cl)]
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+    back = (lambda a: np.moveaxis(a, -1, 1)) if cl else (lambda a: a)
+    name = f"avg_pool{nd}d"
+    for args in [(2,), (3, 2, 1), (3, 2, 1, True, False), (3, 2, 1, True, True)]:
+        xt = torch.from_numpy(x).requires_grad_()
+        want = getattr(F, name)(xt, *args, divisor_override=-3)
+        g = rng.standard_normal(want.shape).astype(np.float32)
+        want.backward(torch.from_numpy(g))
+        gl = np.ascontiguousarray(np.moveaxis(g, 1, -1)) if cl else g
+        for fn in (getattr(reference, name), public(name), getattr(cpu, name),
+                   lambda *a, **k: getattr(cpu, name)(*a, parallel=False, **k)):
+            assert_same(back(fn(xl, *args, divisor_override=-3, layout=layout)), want.detach().numpy())
+        for fn in (getattr(reference, f"{name}_backward"), public(f"{name}_backward"),
+                   lambda *a, **k: getattr(cpu, f"{name}_backward")(*a, parallel=False, **k)):
+            assert_same(back(fn(gl, xl, *args, divisor_override=-3, layout=layout)), xt.grad.numpy())
