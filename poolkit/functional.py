@@ -244,7 +244,9 @@ _LP_WINDOW_DOC = ("kernel_size, stride : int or tuple of ints\n        As in PyT
 _UNPOOL_DOC = ("indices : ndarray\n        int64 indices from the max pooling that produced ``x`` (same "
                "shape as ``x``).\n    kernel_size, stride, padding : int or tuple of ints\n        The max "
                "pooling's arguments (``stride=None`` means ``kernel_size``).\n    output_size : tuple of ints, "
-               "optional\n        The spatial size to restore (``nd`` or ``nd + 2`` ints), strictly between\n"
+               "optional\n        The spatial size to restore (``nd`` ints, or ``nd + 2`` in ``layout``'s order,\n"
+               "        such as the shape of the array that was max-pooled; N and C are not read), strictly "
+               "between\n"
                "        ``default - stride`` and ``default + stride`` where ``default = (L-1)*stride + kernel - "
                "2*padding``.")
 _NAN_DOC = ("nan_policy : {\"propagate\", \"omit\"}\n        Keyword-only. ``\"propagate\"`` (PyTorch's rule): "

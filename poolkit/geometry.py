@@ -803,11 +803,18 @@ def check_norm_type(norm_type, op: str) -> float:
     return value
 
 
-def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_size) -> tuple[int, ...]:
+def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_size, *,
+                       channels_last: bool = False) -> tuple[int, ...]:
     """Spatial output size of ``max_unpool`` (PyTorch's ``_unpool_output_size``).
 
-    Default ``(L - 1)*s + k - 2*p``; an explicit ``output_size`` (``nd`` or
-    ``nd + 2`` ints) must lie strictly between ``default - s`` and ``default + s``.
+    Default ``(L - 1)*s + k - 2*p``; an explicit ``output_size`` (``nd`` spatial sizes,
+    or ``nd + 2`` ints in the layout's order -- ``(N, C, *spatial)``, or
+    ``(N, *spatial, C)`` when ``channels_last`` -- whose N and C are not read, as
+    PyTorch does not read them) must lie strictly between ``default - s`` and
+    ``default + s``.
+
+    >>> unpool_output_size("t", (3, 3), 2, None, 0, (8, 6, 7, 16), channels_last=True)
+    (6, 7)
     """
     in_size = tuple(int(v) for v in in_size)
     nd = len(in_size)
@@ -829,16 +836,18 @@ def unpool_output_size(op: str, in_size, kernel_size, stride, padding, output_si
         size = tuple(int(v) for v in output_size)
         for v in size:
             check_limit(v, "output_size", op, output_size)
+        order = ""
         if len(size) == nd + 2:
-            size = size[2:]
+            size = size[1:-1] if channels_last else size[2:]
+            order = f" ({', '.join(LAYOUTS[nd][int(bool(channels_last))])})"
         if len(size) != nd:
             raise ValueError(f"{op}: output_size must contain {nd} or {nd + 2} elements, "
                              f"got {output_size!r} (length {len(output_size)})")
         for i in range(nd):
             lo, hi = default[i] - s[i], default[i] + s[i]
             if not lo < size[i] < hi:
-                raise ValueError(f"{op}: invalid output_size {output_size!r}: dimension {i} must be "
-                                 f"strictly between {lo} and {hi}")
+                raise ValueError(f"{op}: invalid output_size {output_size!r}{order}: spatial dimension {i} "
+                                 f"must be strictly between {lo} and {hi}")
     for i in range(nd):
         if size[i] <= 0:
             raise ValueError(f"{op}: the output size {size} is empty along spatial dimension {i}; "

@@ -719,7 +719,7 @@ def lp_pool3d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil
 # ------------------------------------------------------------------ max unpooling
 def _unpool_setup(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
     x, cl, batched, spatial = _prepare(x, op, nd, layout, allow_int=True)
-    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size)
+    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size, channels_last=cl)
     idx = _user_indices(indices, x.shape, op, cl, batched, math.prod(size))
     return x, cl, batched, size, idx
 

@@ -159,7 +159,13 @@ def test_unpool_output_size_default_and_explicit():
     assert G.unpool_output_size("t", (3,), 2, 2, 0, (7,)) == (7,)       # strictly inside (4, 8)
     assert G.unpool_output_size("t", (3,), 2, 2, 0, 5) == (5,)          # an int, for 1-d
     assert G.unpool_output_size("t", (3, 3), 2, None, 0, (1, 1, 6, 7)) == (6, 7)  # torch's N, C, H, W form
-    with pytest.raises(ValueError, match=r"invalid output_size \(8,\): dimension 0 must be strictly between 4 and 8"):
+    # the full form is read in the layout's order: (N, H, W, C) channels-last, N and C not read
+    assert G.unpool_output_size("t", (3, 3), 2, None, 0, (1, 6, 7, 5), channels_last=True) == (6, 7)
+    assert G.unpool_output_size("t", (3, 3), 2, None, 0, (6, 7), channels_last=True) == (6, 7)
+    assert G.unpool_output_size("t", (3,), 2, None, 0, [9, 7, 1], channels_last=True) == (7,)
+    with pytest.raises(ValueError, match=r"invalid output_size \(1, 1, 6, 7\) \(N, H, W, C\): spatial dimension 0"):
+        G.unpool_output_size("t", (3, 3), 2, None, 0, (1, 1, 6, 7), channels_last=True)
+    with pytest.raises(ValueError, match=r"invalid output_size \(8,\): spatial dimension 0 must be strictly between 4 and 8"):
         G.unpool_output_size("t", (3,), 2, 2, 0, (8,))
     with pytest.raises(ValueError, match="is empty along spatial dimension 0"):
         G.unpool_output_size("t", (1,), 2, 1, 1, None)

@@ -161,6 +161,20 @@ def test_zero_channels_where_the_cpu_takes_them(nd, batched):
           cpu.adaptive_avg_pool1d(x1, 0) if nd == 1 else getattr(cpu, f"adaptive_max_pool{nd}d")(x1, 0))
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_unpool_full_output_size_in_the_layouts_order(layout):
+    """``output_size=x.shape`` is read in the layout's order (geometry.unpool_output_size), as on the CPU."""
+    x = np.random.default_rng(8).standard_normal((1, 2, 5, 3)).astype(np.float32)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+    y, i = cpu.max_pool2d(x, 2, return_indices=True, layout=layout)
+    want = cpu.max_unpool2d(y, i, 2, output_size=x.shape, layout=layout)
+    assert want.shape == x.shape
+    _same(gpu.max_unpool2d(cuda.to_device(y), i, 2, output_size=x.shape, layout=layout), want)
+    g = _grad_like(want, 9)
+    _same(gpu.max_unpool2d_backward(g, y, i, 2, output_size=x.shape, layout=layout),
+          cpu.max_unpool2d_backward(g, y, i, 2, output_size=x.shape, layout=layout))
+
+
 # ------------------------------------------------------------------ poolkit.<op> dispatches device arrays here
 def test_dispatch_through_poolkit_with_device_arrays():
     rng = np.random.default_rng(2)

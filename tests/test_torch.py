@@ -412,3 +412,29 @@ def test_negative_divisor_override_divides_like_torch(nd, cl):
         for fn in (getattr(reference, f"{name}_backward"), public(f"{name}_backward"),
                    lambda *a, **k: getattr(cpu, f"{name}_backward")(*a, parallel=False, **k)):
             assert_same(back(fn(gl, xl, *args, divisor_override=-3, layout=layout)), xt.grad.numpy())
+
+
+# ------------------------------------------------------------------ max_unpool's output_size, any layout
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])
+def test_unpool_full_output_size_is_read_in_the_layouts_order(nd, cl):
+    """``output_size=x.shape`` (N, C, *spatial, or N, *spatial, C channels-last) gives PyTorch's
+    result for ``output_size=x.size()``, as do the spatial sizes alone; N and C are not read,
+    as in PyTorch. Odd sizes make the size differ from the default unpooling size."""
+    rng = np.random.default_rng(nd)
+    x = rng.standard_normal((2, 3) + (5, 7, 3)[:nd]).astype(np.float32)
+    layout = G.LAYOUTS[nd][int(cl)]
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+    back = (lambda a: np.moveaxis(a, -1, 1)) if cl else (lambda a: a)
+    y, i = public(f"max_pool{nd}d")(xl, 2, return_indices=True, layout=layout)
+    yt, it = getattr(F, f"max_pool{nd}d")(torch.from_numpy(x), 2, return_indices=True)
+    want = getattr(F, f"max_unpool{nd}d")(yt, it, 2, output_size=x.shape).numpy()
+    g = rng.standard_normal(xl.shape).astype(np.float32)
+    want_grad = back(public(f"max_unpool{nd}d_backward")(g, y, i, 2, output_size=xl.shape[1:-1] if cl
+                                                         else xl.shape[2:], layout=layout))
+    for size in (xl.shape, list(xl.shape), xl.shape[1:-1] if cl else xl.shape[2:]):
+        for fn in (getattr(reference, f"max_unpool{nd}d"), public(f"max_unpool{nd}d"),
+                   lambda *a, **k: getattr(cpu, f"max_unpool{nd}d")(*a, parallel=False, **k)):
+            assert_same(back(fn(y, i, 2, output_size=size, layout=layout)), want)
+        for fn in (getattr(reference, f"max_unpool{nd}d_backward"), public(f"max_unpool{nd}d_backward")):
+            assert_same(back(fn(g, y, i, 2, output_size=size, layout=layout)), want_grad)

@@ -692,7 +692,7 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
 def _unpool_input(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
     """Validate an unpooling call: ``(x's _Input, output spatial size, indices 5-D on the device)``."""
     a = _input(x, op, nd, layout, "max")
-    size = G.unpool_output_size(op, a.spatial, kernel_size, stride, padding, output_size)
+    size = G.unpool_output_size(op, a.spatial, kernel_size, stride, padding, output_size, channels_last=a.cl)
     idx5 = _indices5(indices, a, _out_shape(a, a.spatial), nd, op, math.prod(size))
     return a, size, idx5
 
