@@ -438,3 +438,90 @@ def test_unpool_full_output_size_is_read_in_the_layouts_order(nd, cl):
             assert_same(back(fn(y, i, 2, output_size=size, layout=layout)), want)
         for fn in (getattr(reference, f"max_unpool{nd}d_backward"), public(f"max_unpool{nd}d_backward")):
             assert_same(back(fn(g, y, i, 2, output_size=size, layout=layout)), want_grad)
+
+
+# ------------------------------------------------------------------ adaptive average to size 1: PyTorch's mean()
+def _ulps(got, want):
+    return np.abs(got.astype(np.float64) - want.astype(np.float64)) / np.spacing(np.abs(want)).astype(np.float64)
+
+
+def _sequential_mean(x, nd):
+    """The specification of poolkit's size-1 adaptive average: each plane summed front to back in
+    x's dtype (np.add.accumulate is strictly sequential), then divided by D, H, W in turn."""
+    flat = x.reshape(x.shape[:2] + (-1,))
+    out = np.add.accumulate(flat, axis=-1, dtype=x.dtype)[..., -1:].reshape(x.shape[:2] + (1,) * nd)
+    for size in x.shape[2:]:
+        out = out / x.dtype.type(size)
+    return out
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adaptive_avg_to_size_1_stays_within_the_documented_bound_of_torch(nd, dtype):
+    """PyTorch's adaptive average to output size 1 (global average) calls mean(): a cascade sum
+    vectorised at the CPU's width, then one division by n. poolkit keeps every other bin's rule
+    (sequential sum, then the bin sizes in turn); the README states where bitwise equality stops:
+    |poolkit - torch| <= (n - 1) eps mean|x| + 2 eps |mean| always; <= 2 sqrt(n) + 2 ulp for values
+    in [0, 1) (measured); the backward (grad / D / H / W against grad / n) within 1 ulp."""
+    rng = np.random.default_rng(nd)
+    eps = np.finfo(dtype).eps
+    sides = {1: [5, 7, 49, 100, 1000, 4096], 2: [(3, 3), (7, 7), (9, 13), (14, 14), (56, 56)],
+             3: [(3, 3, 3), (4, 5, 6), (8, 8, 8), (16, 16, 16)]}[nd]
+    for spatial in sides:
+        spatial = spatial if nd > 1 else (spatial,)
+        n = math.prod(spatial)
+        C = max(4, min(512, 50_000 // n))
+        planes = [rng.random((2, C) + spatial), rng.standard_normal((2, C) + spatial),
+                  np.full((1, 4) + spatial, 0.1) * np.array([1, 3, 7, 1234.5]).reshape(1, 4, *(1,) * nd)]
+        for kind, x in zip(("uniform", "normal", "constant"), planes):
+            x = x.astype(dtype)
+            for cl in (False, True):
+                layout = G.LAYOUTS[nd][int(cl)]
+                xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+                t = torch.from_numpy(xl).movedim(-1, 1) if cl else torch.from_numpy(x)
+                want = getattr(F, f"adaptive_avg_pool{nd}d")(t, 1).numpy()
+                got = public(f"adaptive_avg_pool{nd}d")(xl, 1, layout=layout)
+                got = np.moveaxis(got, -1, 1) if cl else got
+                assert_same(got, _sequential_mean(x, nd))
+                scale = np.abs(x).mean(axis=tuple(range(2, 2 + nd)), keepdims=True)
+                bound = (n - 1) * eps * scale + 2 * eps * np.abs(want)
+                assert np.all(np.abs(got.astype(np.float64) - want) <= bound), (spatial, kind, cl)
+                if kind == "uniform":
+                    assert _ulps(got, want).max() <= 2 * math.sqrt(n) + 2, (spatial, cl)
+                g = rng.standard_normal(want.shape).astype(dtype)
+                tt = t.detach().clone().requires_grad_(True)
+                getattr(F, f"adaptive_avg_pool{nd}d")(tt, 1).backward(torch.from_numpy(g))
+                gl = np.ascontiguousarray(np.moveaxis(g, 1, -1)) if cl else g
+                gx = public(f"adaptive_avg_pool{nd}d_backward")(gl, xl, 1, layout=layout)
+                gx = np.moveaxis(gx, -1, 1) if cl else gx
+                assert _ulps(gx, tt.grad.numpy()).max() <= 1, (spatial, kind, cl)
+                if nd == 2:  # global_avg_pool2d is the same computation
+                    glob = public("global_avg_pool2d")(xl, layout=layout)
+                    assert_same(glob, got.reshape(glob.shape) if not cl else got[:, :, 0, 0])
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])
+def test_every_other_adaptive_avg_output_size_is_bitwise_torch(nd, cl):
+    """Output sizes other than 1 in every dimension (1 in some dimensions included): PyTorch sums
+    each bin front to back and divides by the bin sizes in turn, as poolkit does, forward and
+    backward, bit for bit."""
+    rng = np.random.default_rng(10 + nd)
+    layout = G.LAYOUTS[nd][int(cl)]
+    cases = {1: [((L,), (o,)) for L in (1, 2, 5, 7, 12) for o in range(2, L + 3)],
+             2: [((H, W), (oh, ow)) for H, W in ((1, 5), (5, 7), (6, 6), (13, 4))
+                 for oh in (1, 2, 3, H, H + 1) for ow in (1, 2, 5, W + 2) if (oh, ow) != (1, 1)],
+             3: [((D, H, W), o) for D, H, W in ((3, 4, 5), (6, 2, 7))
+                 for o in ((1, 1, 2), (2, 1, 1), (1, 3, 1), (2, 3, 4), (D + 1, 1, W))]}[nd]
+    for spatial, out in cases:
+        x = rng.random((2, 3) + spatial).astype(np.float32)
+        xl = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if cl else x
+        tt = torch.from_numpy(x).requires_grad_(True)
+        want = getattr(F, f"adaptive_avg_pool{nd}d")(tt, out)
+        got = public(f"adaptive_avg_pool{nd}d")(xl, out, layout=layout)
+        assert_same(np.moveaxis(got, -1, 1) if cl else got, want.detach().numpy())
+        g = rng.standard_normal(want.shape).astype(np.float32)
+        want.backward(torch.from_numpy(g))
+        gl = np.ascontiguousarray(np.moveaxis(g, 1, -1)) if cl else g
+        gx = public(f"adaptive_avg_pool{nd}d_backward")(gl, xl, out, layout=layout)
+        assert_same(np.moveaxis(gx, -1, 1) if cl else gx, tt.grad.numpy())
