@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import njit_pair, omit_variant, select, take_max, vmax
+from ._jit import add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, sweep_add_omit, take_max, vmax
 
 __all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
-           "avg_nhwc_small", "global_max_flat", "global_sum_flat", "KERNELS"]
+           "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
 
 
 @njit(inline="always")
@@ -96,11 +96,6 @@ def _sweep_add(acc, t, r, OW, SW, KW):
 # costs more than pooling a small plane). The wrapper passes nchunks = 1 for the
 # serial kernel and a few chunks per thread for the parallel one.
 
-@njit(inline="always")
-def _chunk(i, nchunks, total):
-    return i * total // nchunks, (i + 1) * total // nchunks
-
-
 def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     # Separable, horizontal pass first: each input row is copied into a padded row
     # ``tmp`` and its window maxima along W (``_sweep_max``) go to a ring of the R
@@ -120,7 +115,7 @@ def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
         ring = np.empty((R, OW), dtype=out.dtype)
         held = np.empty(R, dtype=np.int64)  # the input row each ring slot holds
         slots = np.empty(KH, dtype=np.int64)
-        p0, p1 = _chunk(i, nchunks, N * C)
+        p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
@@ -149,7 +144,7 @@ def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
 
 def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # Not separable on purpose: each valid window row is added to the whole output
-    # row (``_sweep_add``), so every window is summed row by row like PyTorch.
+    # row (``kernels2d._sweep_add``), so every window is summed row by row like PyTorch.
     # When columns need padding (or ceil_mode's overhang) the plane is first copied
     # once into a zero-padded scratch plane; adding +0.0 for a padded cell changes
     # no sum.
@@ -161,7 +156,7 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     for i in prange(nchunks):
         pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # pads stay zero
         acc = np.empty(OW, dtype=out.dtype)
-        p0, p1 = _chunk(i, nchunks, N * C)
+        p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
@@ -188,34 +183,6 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                         out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
 
 
-@njit(inline="always")
-def _add_valid(acc, cnt, v, zero, czero, one):
-    # One ``nan_policy="omit"`` term: a NaN adds +0.0 to the sum (which changes no sum,
-    # bit for bit: a running sum from +0.0 is never -0.0) and 0 to the count.
-    return acc + select(v == v, v, zero), cnt + select(v == v, one, czero)
-
-
-@njit(inline="always")
-def _sweep_add_omit(acc, cnt, t, r, OW, SW, KW, zero, czero, one):
-    # ``_sweep_add`` over the valid cells only, counting them in ``cnt`` (same dtype:
-    # the sums and the counts vectorise together). Terms in kw order, as ``_sweep_add``.
-    if SW == 2 and KW == 2:
-        for ow in range(OW):
-            a, c = _add_valid(acc[ow], cnt[ow], t[r, 2 * ow], zero, czero, one)
-            acc[ow], cnt[ow] = _add_valid(a, c, t[r, 2 * ow + 1], zero, czero, one)
-    elif SW == 1 and KW == 3:
-        for ow in range(OW):
-            a, c = _add_valid(acc[ow], cnt[ow], t[r, ow], zero, czero, one)
-            a, c = _add_valid(a, c, t[r, ow + 1], zero, czero, one)
-            acc[ow], cnt[ow] = _add_valid(a, c, t[r, ow + 2], zero, czero, one)
-    else:
-        for ow in range(OW):
-            a, c = acc[ow], cnt[ow]
-            for kw in range(KW):
-                a, c = _add_valid(a, c, t[r, ow * SW + kw], zero, czero, one)
-            acc[ow], cnt[ow] = a, c
-
-
 def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
     # ``avg_nchw`` with ``nan_policy="omit"``: the same row sweeps, over the valid
     # cells, with their count (``proto``'s dtype: x's where the window's cells fit
@@ -236,7 +203,7 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
         acc = np.empty(OW, dtype=out.dtype)
         cnt = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
-        p0, p1 = _chunk(i, nchunks, N * C)
+        p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
@@ -254,7 +221,7 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
                 for kh in range(KH):
                     ih = hs + kh
                     if 0 <= ih < H:
-                        _sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
+                        sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
                 for ow in range(OW):
                     div[ow] = cnt[ow] + (full_h[oh] * full_w[ow] - in_h[oh] * in_w[ow])  # exact, cast
                     if override != 0:
@@ -272,7 +239,7 @@ def max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
     for i in prange(nchunks):
         acc = np.empty(OW, dtype=out.dtype)
         arg = np.empty(OW, dtype=np.int64)
-        p0, p1 = _chunk(i, nchunks, N * C)
+        p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
@@ -336,10 +303,12 @@ def global_max_flat(x, out, init):
                 out[q] = m
 
 
-def global_sum_flat(x, out, divisor):
-    # Each plane is summed front to back (PyTorch's order, bitwise identical);
-    # eight planes at a time give eight independent add chains, so the adds
-    # overlap instead of waiting on each other's latency.
+def global_sum_flat(x, out, d0, d1, d2):
+    # Each plane is summed front to back (PyTorch's order, bitwise identical), then
+    # divided by d0, d1 and d2 in turn (avg_pool2d: (divisor, 1, 1); adaptive average
+    # to size 1: the bin sizes, as adaptive_avg_cf). Eight planes at a time give
+    # eight independent add chains, so the adds overlap instead of waiting on each
+    # other's latency.
     P, L = x.shape
     zero = x.dtype.type(0)
     for b in prange((P + 7) // 8):
@@ -355,20 +324,55 @@ def global_sum_flat(x, out, divisor):
                 s5 += x[p + 5, i]
                 s6 += x[p + 6, i]
                 s7 += x[p + 7, i]
-            out[p] = s0 / divisor
-            out[p + 1] = s1 / divisor
-            out[p + 2] = s2 / divisor
-            out[p + 3] = s3 / divisor
-            out[p + 4] = s4 / divisor
-            out[p + 5] = s5 / divisor
-            out[p + 6] = s6 / divisor
-            out[p + 7] = s7 / divisor
+            out[p] = s0 / d0 / d1 / d2
+            out[p + 1] = s1 / d0 / d1 / d2
+            out[p + 2] = s2 / d0 / d1 / d2
+            out[p + 3] = s3 / d0 / d1 / d2
+            out[p + 4] = s4 / d0 / d1 / d2
+            out[p + 5] = s5 / d0 / d1 / d2
+            out[p + 6] = s6 / d0 / d1 / d2
+            out[p + 7] = s7 / d0 / d1 / d2
         else:
             for q in range(p, P):
                 s = zero
                 for i in range(L):
                     s += x[q, i]
-                out[q] = s / divisor
+                out[q] = s / d0 / d1 / d2
+
+
+def global_sum_omit_flat(x, out, d0, d1, d2):
+    # ``global_sum_flat`` with ``nan_policy="omit"``: eight planes at a time, each with
+    # its int64 valid-cell count, a NaN adding +0.0 (see avg_omit_nchw).
+    P, L = x.shape
+    zero = x.dtype.type(0)
+    for b in prange((P + 7) // 8):
+        p = 8 * b
+        if p + 8 <= P:
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+            k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = 0
+            for i in range(L):
+                s0, k0 = add_valid_scalar(s0, k0, x[p, i], zero)
+                s1, k1 = add_valid_scalar(s1, k1, x[p + 1, i], zero)
+                s2, k2 = add_valid_scalar(s2, k2, x[p + 2, i], zero)
+                s3, k3 = add_valid_scalar(s3, k3, x[p + 3, i], zero)
+                s4, k4 = add_valid_scalar(s4, k4, x[p + 4, i], zero)
+                s5, k5 = add_valid_scalar(s5, k5, x[p + 5, i], zero)
+                s6, k6 = add_valid_scalar(s6, k6, x[p + 6, i], zero)
+                s7, k7 = add_valid_scalar(s7, k7, x[p + 7, i], zero)
+            out[p] = omit_mean(s0, k0, L, d0, d1, d2)
+            out[p + 1] = omit_mean(s1, k1, L, d0, d1, d2)
+            out[p + 2] = omit_mean(s2, k2, L, d0, d1, d2)
+            out[p + 3] = omit_mean(s3, k3, L, d0, d1, d2)
+            out[p + 4] = omit_mean(s4, k4, L, d0, d1, d2)
+            out[p + 5] = omit_mean(s5, k5, L, d0, d1, d2)
+            out[p + 6] = omit_mean(s6, k6, L, d0, d1, d2)
+            out[p + 7] = omit_mean(s7, k7, L, d0, d1, d2)
+        else:
+            for q in range(p, P):
+                s, k = zero, 0
+                for i in range(L):
+                    s, k = add_valid_scalar(s, k, x[q, i], zero)
+                out[q] = omit_mean(s, k, L, d0, d1, d2)
 
 
 # ---------------------------------------------------------------- NHWC kernels
@@ -456,7 +460,7 @@ def max_nhwc(x, out, nchunks, C, SH, SW, PH, PW, DH, DW, KH, KW, init):
         held = np.empty(R, dtype=np.int64)  # the input row (n*H + ih) each slot holds
         held[:] = -1
         slots = np.empty(KH, dtype=np.int64)
-        q0, q1 = _chunk(i, nchunks, N * OH)
+        q0, q1 = chunk(i, nchunks, N * OH)
         for q in range(q0, q1):
             n = q // OH
             oh = q - n * OH
@@ -645,8 +649,8 @@ for _name, _fn in [
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
 #: ``nan_policy="omit"`` averages: NumPy's error model (0/0 is NaN, not an exception).
-KERNELS[("avg_omit_nchw", False)], KERNELS[("avg_omit_nchw", True)] = njit_pair(avg_omit_nchw,
-                                                                                error_model="numpy")
+for _name, _fn in [("avg_omit_nchw", avg_omit_nchw), ("global_sum_omit", global_sum_omit_flat)]:
+    KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
 #: ``nan_policy="omit"``: the max kernels once more, same source, NaN-skipping steps
 #: (:func:`._jit.omit_variant`); run with ``init = NaN`` ("no valid cell yet").
 for _name, _fn in [("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("max_nhwc", max_nhwc),

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import njit_pair, omit_variant, select, take_max, tap_range, vmax
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add_omit, take_max,
+                   tap_range, vmax)
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
@@ -198,51 +199,60 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
 # The count has the dtype of ``proto`` (a 0-size array): ``x``'s float dtype, so that
 # sums and counts vectorise together, wherever a window's cells fit its mantissa
 # exactly (host code picks int64 beyond that: poolkit.cpu.ops._count_proto).
-def avg3d_omit_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
+def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
                   in_d, in_h, in_w, override, proto):
-    """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W); parallel over (n, c))."""
+    """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W)): ``avg_omit_nchw``'s row
+    sweeps (:func:`.kernels2d._sweep_add_omit`) once per valid (kd, kh) input row of a window.
+
+    A row that needs padding (or ceil_mode's overhang) is first copied into a NaN-padded
+    scratch row (its pads are skipped like NaN). Parallel over ``nchunks`` pieces of the
+    (n, c) planes, scratch allocated once per piece.
+    """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    direct = PW == 0 and T == W
+    uPW = np.uint64(PW)
     zero = x.dtype.type(0)
-    c0 = proto.dtype.type(0)
-    c1 = proto.dtype.type(1)
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        valid = np.empty(OW, dtype=proto.dtype)
+    one = proto.dtype.type(1)
+    czero = proto.dtype.type(0)
+    for i in prange(nchunks):
+        row = np.empty((1, T), dtype=out.dtype)
+        row[:] = np.nan  # padding cells: skipped, like NaN
+        acc = np.empty(OW, dtype=out.dtype)
+        cnt = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
-        for od in range(OD):
-            ds = od * SD - PD
-            for oh in range(OH):
-                hs = oh * SH - PH
-                for ow in range(OW):
-                    out[n, c, od, oh, ow] = 0
-                    valid[ow] = 0
-                for kd in range(KD):
-                    id_ = ds + kd
-                    if id_ < 0 or id_ >= D:
-                        continue
-                    for kh in range(KH):
-                        ih = hs + kh
-                        if ih < 0 or ih >= H:
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for od in range(OD):
+                ds = od * SD - PD
+                for oh in range(OH):
+                    hs = oh * SH - PH
+                    acc[:] = 0
+                    cnt[:] = czero
+                    for kd in range(KD):
+                        id_ = ds + kd
+                        if id_ < 0 or id_ >= D:
                             continue
-                        for kw in range(KW):
-                            off = kw - PW
-                            lo = 0 if off >= 0 else (-off + SW - 1) // SW
-                            hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
-                            if hi > OW:
-                                hi = OW
-                            for ow in range(lo, hi):
-                                v = x[n, c, id_, ih, ow * SW + off]
-                                out[n, c, od, oh, ow] += select(v == v, v, zero)
-                                valid[ow] += select(v == v, c1, c0)
-                pad_dh = full_d[od] * full_h[oh]
-                in_dh = in_d[od] * in_h[oh]
-                for ow in range(OW):
-                    div[ow] = valid[ow] + (pad_dh * full_w[ow] - in_dh * in_w[ow])  # exact, cast to out's dtype
-                    if override != 0:
-                        div[ow] = override
-                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / div[ow]
+                        for kh in range(KH):
+                            ih = hs + kh
+                            if ih < 0 or ih >= H:
+                                continue
+                            if direct:
+                                sweep_add_omit(acc, cnt, x[n, c, id_], ih, OW, SW, KW, zero, czero, one)
+                            else:
+                                for iw in range(np.uint64(W)):
+                                    row[0, uPW + iw] = x[n, c, id_, ih, iw]
+                                sweep_add_omit(acc, cnt, row, 0, OW, SW, KW, zero, czero, one)
+                    pad_dh = full_d[od] * full_h[oh]
+                    in_dh = in_d[od] * in_h[oh]
+                    for ow in range(OW):
+                        div[ow] = cnt[ow] + (pad_dh * full_w[ow] - in_dh * in_w[ow])  # exact, cast
+                        if override != 0:
+                            div[ow] = override
+                        out[n, c, od, oh, ow] = acc[ow] / div[ow]
 
 
 def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
@@ -294,34 +304,40 @@ def avg3d_omit_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, fu
                 out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / div[c]
 
 
-def adaptive_avg_omit_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw, proto):
+def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one
-    division), or, for a bin with every cell valid, ``adaptive_avg_cf``'s three divisions."""
+    division), or, for a bin with every cell valid, ``adaptive_avg_cf``'s three divisions.
+
+    Each input row of a (od, oh) bin row is swept once across every output of the row
+    (independent sums, which the CPU overlaps); a bin's cells still go in scan order.
+    Counts are int64 (scalar chains: see :func:`._jit.valid_bit`). Parallel over
+    ``nchunks`` pieces of the (n, c) planes.
+    """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
-    c0 = proto.dtype.type(0)
-    c1 = proto.dtype.type(1)
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        div = np.empty(1, dtype=out.dtype)
-        for od in range(OD):
-            for oh in range(OH):
-                for ow in range(OW):
-                    s = zero
-                    valid = c0
+    for i in prange(nchunks):
+        acc = np.empty(OW, dtype=out.dtype)
+        cnt = np.empty(OW, dtype=np.int64)
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for od in range(OD):
+                for oh in range(OH):
+                    acc[:] = 0
+                    cnt[:] = 0
                     for id_ in range(sd[od], ed[od]):
                         for ih in range(sh[oh], eh[oh]):
-                            for iw in range(sw[ow], ew[ow]):
-                                v = x[n, c, id_, ih, iw]
-                                s += select(v == v, v, zero)
-                                valid += select(v == v, c1, c0)
-                    if valid < (ed[od] - sd[od]) * (eh[oh] - sh[oh]) * (ew[ow] - sw[ow]):
-                        div[0] = valid  # cast to out's dtype
-                        out[n, c, od, oh, ow] = s / div[0]
-                    else:
-                        out[n, c, od, oh, ow] = s / kd[od] / kh[oh] / kw[ow]
+                            for ow in range(OW):
+                                a, k = acc[ow], cnt[ow]
+                                for iw in range(sw[ow], ew[ow]):
+                                    a, k = add_valid_scalar(a, k, x[n, c, id_, ih, iw], zero)
+                                acc[ow], cnt[ow] = a, k
+                    size_dh = (ed[od] - sd[od]) * (eh[oh] - sh[oh])
+                    for ow in range(OW):
+                        out[n, c, od, oh, ow] = omit_mean(acc[ow], cnt[ow], size_dh * (ew[ow] - sw[ow]),
+                                                           kd[od], kh[oh], kw[ow])
 
 
 def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw, proto):

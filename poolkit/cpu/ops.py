@@ -156,7 +156,8 @@ def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, c
     with parallel_slot(bool(parallel)) as par:
         if _is_global(x, out, kernel, padding, (1, 1), channels_last):
             d = override or int(div_h[0] * div_w[0])
-            KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d))
+            one = x.dtype.type(1)
+            KERNELS[("global_sum", par)](x.reshape(out.size, -1), out.reshape(-1), x.dtype.type(d), one, one)
             return
         args = (*stride, *padding, *kernel, div_h, div_w, x.dtype.type(override))
         if channels_last:
@@ -201,8 +202,10 @@ def _avg_omit(x, out, nd, stride, padding, kernel, tables, override, cl, paralle
         _kernel("avg3d_omit_cl", parallel, x.size)(x5, out5, *geo[0], *geo[1], *geo[2], *full, *inside, ov,
                                                    proto)
     else:
-        _kernel("avg3d_omit_cf", parallel, x.size)(Lay.to5(x, nd, False), Lay.to5(out, nd, False),
-                                                   *geo[0], *geo[1], *geo[2], *full, *inside, ov, proto)
+        x5, out5 = Lay.to5(x, nd, False), Lay.to5(out, nd, False)
+        with parallel_slot(_use_parallel(x.size, parallel)) as par:
+            KERNELS[("avg3d_omit_cf", par)](x5, out5, _nchunks(x5.shape[0] * x5.shape[1], par), *geo[0], *geo[1],
+                                            *geo[2], *full, *inside, ov, proto)
 
 
 def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
@@ -305,13 +308,27 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
     """Adaptive average pooling of a batched float array (``omit``: NaN cells left out; a bin that
     lost a cell is divided once by its count)."""
     out = _empty(x, cl, ag.out_size)
-    if out.size:
-        bins = _bins5(ag)
-        sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
-        name = "adaptive_avg_omit" if omit else "adaptive_avg"
+    if not out.size:
+        return out
+    bins = _bins5(ag)
+    sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
+    x5, out5 = Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl)
+    if not cl and ag.out_size == (1,) * ag.nd and x.flags.c_contiguous:
+        # One bin per plane: contiguous planes are flat rows (eight summed at once);
+        # each is divided by its bin sizes in turn, exactly as adaptive_avg_cf does.
+        with parallel_slot(_use_parallel(x.size, parallel)) as par:
+            KERNELS[(_named("global_sum", omit), par)](x.reshape(out.size, -1), out.reshape(-1),
+                                                       *(s[0] for s in sizes))
+        return out
+    if cl:
         extra = (_count_proto(x.dtype, math.prod(int((b - a).max()) for a, b in bins)),) if omit else ()
-        _kernel(name + ("_cl" if cl else "_cf"), parallel, max(x.size, out.size))(
-            Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl), *(t for pair in bins for t in pair), *sizes, *extra)
+        _kernel(_named("adaptive_avg", omit) + "_cl", parallel, max(x.size, out.size))(
+            x5, out5, *(t for pair in bins for t in pair), *sizes, *extra)
+        return out
+    with parallel_slot(_use_parallel(max(x.size, out.size), parallel)) as par:
+        KERNELS[(_named("adaptive_avg", omit) + "_cf", par)](
+            x5, out5, *((_nchunks(x5.shape[0] * x5.shape[1], par),) if omit else ()),
+            *(t for pair in bins for t in pair), *sizes)
     return out
 
 
