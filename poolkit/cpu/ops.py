@@ -618,7 +618,7 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
 
 def _unpool_call(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
     x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
-    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size)
+    size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size, channels_last=cl)
     idx = _user_indices(indices, x.shape, batched, op, math.prod(size))
     return x, cl, batched, size, idx
 
