@@ -19,7 +19,7 @@ from numba.extending import intrinsic
 from .. import geometry as G
 
 __all__ = ["njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "vmax_omit", "take_max_omit",
-           "tap_range", "chunk", "add_valid", "sweep_add_omit", "add_valid_scalar", "omit_mean"]
+           "tap_range", "chunk", "sweep_add", "add_valid", "sweep_add_omit", "add_valid_scalar", "omit_mean"]
 
 #: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
 #: compiled (one rule for the reference, the CPU and the GPU kernels).
@@ -173,6 +173,33 @@ def chunk(i, nchunks, total):
 
 
 @njit(inline="always")
+def sweep_add(acc, t, r, OW, SW, KW):
+    # Add row ``r`` of the 2-D array ``t`` (one window row) to every output of the
+    # row, terms in kw order: acc[ow] += t[r, ow*SW] + ... + t[r, ow*SW + KW-1],
+    # one term at a time, so a window is summed in PyTorch's scan order (row by
+    # row) and the result is bitwise identical. Common shapes get literal offsets
+    # (vectorised); 2-D indexing avoids creating a row view per call.
+    if SW == 2 and KW == 2:
+        for ow in range(OW):
+            acc[ow] = (acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]
+    elif SW == 2 and KW == 3:
+        for ow in range(OW):
+            acc[ow] = ((acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]) + t[r, 2 * ow + 2]
+    elif SW == 1 and KW == 3:
+        for ow in range(OW):
+            acc[ow] = ((acc[ow] + t[r, ow]) + t[r, ow + 1]) + t[r, ow + 2]
+    elif SW == 1 and KW == 2:
+        for ow in range(OW):
+            acc[ow] = (acc[ow] + t[r, ow]) + t[r, ow + 1]
+    else:
+        for ow in range(OW):
+            v = acc[ow]
+            for kw in range(KW):
+                v += t[r, ow * SW + kw]
+            acc[ow] = v
+
+
+@njit(inline="always")
 def add_valid(acc, cnt, v, zero, czero, one):
     # One ``nan_policy="omit"`` term: a NaN adds +0.0 to the sum (which changes no sum,
     # bit for bit: a running sum from +0.0 is never -0.0) and 0 to the count.
@@ -181,8 +208,8 @@ def add_valid(acc, cnt, v, zero, czero, one):
 
 @njit(inline="always")
 def sweep_add_omit(acc, cnt, t, r, OW, SW, KW, zero, czero, one):
-    # ``kernels2d._sweep_add`` over the valid cells only, counting them in ``cnt`` (same dtype:
-    # the sums and the counts vectorise together). Terms in kw order, as ``kernels2d._sweep_add``.
+    # ``sweep_add`` over the valid cells only, counting them in ``cnt`` (same dtype:
+    # the sums and the counts vectorise together). Terms in kw order, as ``sweep_add``.
     if SW == 2 and KW == 2:
         for ow in range(OW):
             a, c = add_valid(acc[ow], cnt[ow], t[r, 2 * ow], zero, czero, one)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, sweep_add_omit, take_max, vmax
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, sweep_add, sweep_add_omit, take_max,
+                   vmax)
 
 __all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
@@ -61,33 +62,6 @@ def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
             r = slots[k]
             for ow in range(OW):
                 out[n, c, oh, ow] = vmax(ring[r, ow], out[n, c, oh, ow])
-
-
-@njit(inline="always")
-def _sweep_add(acc, t, r, OW, SW, KW):
-    # Add row ``r`` of the 2-D array ``t`` (one window row) to every output of the
-    # row, terms in kw order: acc[ow] += t[r, ow*SW] + ... + t[r, ow*SW + KW-1],
-    # one term at a time, so a window is summed in PyTorch's scan order (row by
-    # row) and the result is bitwise identical. Common shapes get literal offsets
-    # (vectorised); 2-D indexing avoids creating a row view per call.
-    if SW == 2 and KW == 2:
-        for ow in range(OW):
-            acc[ow] = (acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]
-    elif SW == 2 and KW == 3:
-        for ow in range(OW):
-            acc[ow] = ((acc[ow] + t[r, 2 * ow]) + t[r, 2 * ow + 1]) + t[r, 2 * ow + 2]
-    elif SW == 1 and KW == 3:
-        for ow in range(OW):
-            acc[ow] = ((acc[ow] + t[r, ow]) + t[r, ow + 1]) + t[r, ow + 2]
-    elif SW == 1 and KW == 2:
-        for ow in range(OW):
-            acc[ow] = (acc[ow] + t[r, ow]) + t[r, ow + 1]
-    else:
-        for ow in range(OW):
-            v = acc[ow]
-            for kw in range(KW):
-                v += t[r, ow * SW + kw]
-            acc[ow] = v
 
 
 # ---------------------------------------------------------------- NCHW kernels
@@ -144,7 +118,7 @@ def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
 
 def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # Not separable on purpose: each valid window row is added to the whole output
-    # row (``kernels2d._sweep_add``), so every window is summed row by row like PyTorch.
+    # row (``_jit.sweep_add``), so every window is summed row by row like PyTorch.
     # When columns need padding (or ceil_mode's overhang) the plane is first copied
     # once into a zero-padded scratch plane; adding +0.0 for a padded cell changes
     # no sum.
@@ -173,7 +147,7 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                 for kh in range(KH):
                     ih = hs + kh
                     if 0 <= ih < H:
-                        _sweep_add(acc, plane, ih, OW, SW, KW)
+                        sweep_add(acc, plane, ih, OW, SW, KW)
                 if override != 0:  # divisor_override (PyTorch takes a negative one too)
                     for ow in range(OW):
                         out[n, c, oh, ow] = acc[ow] / override

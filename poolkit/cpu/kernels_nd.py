@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add_omit, take_max,
-                   tap_range, vmax)
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add, sweep_add_omit,
+                   take_max, tap_range, vmax)
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
@@ -119,38 +119,53 @@ def max3d_cl(x, out, idx, want_idx, SD, SH, SW, PD, PH, PW, DD, DH, DW, KD, KH, 
                                 out[n, od, oh, ow, c] = vmax(x[n, id_, ih, iw, c], out[n, od, oh, ow, c])
 
 
-def avg3d_cf(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override):
-    """Average pooling over (N, C, D, H, W): sum in scan order, one division (PyTorch's)."""
+def avg3d_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override):
+    """Average pooling over (N, C, D, H, W): each valid (kd, kh) input row of a window row is
+    added across the whole output row (:func:`._jit.sweep_add`, kw in order), so every window
+    is summed in PyTorch's scan order, then divided once.
+
+    A row that needs padding (or ceil_mode's overhang) is first copied into a zero-padded
+    scratch row (adding +0.0 changes no sum). Parallel over ``nchunks`` pieces of the
+    (n, c) planes, scratch allocated once per piece.
+    """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for od in range(OD):
-            ds = od * SD - PD
-            for oh in range(OH):
-                hs = oh * SH - PH
-                for ow in range(OW):
-                    out[n, c, od, oh, ow] = 0
-                for kd in range(KD):
-                    id_ = ds + kd
-                    if id_ < 0 or id_ >= D:
-                        continue
-                    for kh in range(KH):
-                        ih = hs + kh
-                        if ih < 0 or ih >= H:
+    T = max(W + 2 * PW, (OW - 1) * SW + KW)
+    direct = PW == 0 and T == W
+    uPW = np.uint64(PW)
+    for i in prange(nchunks):
+        row = np.zeros((1, T), dtype=out.dtype)  # pads stay zero
+        acc = np.empty(OW, dtype=out.dtype)
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for od in range(OD):
+                ds = od * SD - PD
+                for oh in range(OH):
+                    hs = oh * SH - PH
+                    acc[:] = 0
+                    for kd in range(KD):
+                        id_ = ds + kd
+                        if id_ < 0 or id_ >= D:
                             continue
-                        for kw in range(KW):
-                            off = kw - PW
-                            lo = 0 if off >= 0 else (-off + SW - 1) // SW
-                            hi = (W - 1 - off) // SW + 1 if W - 1 - off >= 0 else 0
-                            if hi > OW:
-                                hi = OW
-                            for ow in range(lo, hi):
-                                out[n, c, od, oh, ow] += x[n, c, id_, ih, ow * SW + off]
-                for ow in range(OW):
-                    d = override if override != 0 else div_d[od] * div_h[oh] * div_w[ow]
-                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / d
+                        for kh in range(KH):
+                            ih = hs + kh
+                            if ih < 0 or ih >= H:
+                                continue
+                            if direct:
+                                sweep_add(acc, x[n, c, id_], ih, OW, SW, KW)
+                            else:
+                                for iw in range(np.uint64(W)):
+                                    row[0, uPW + iw] = x[n, c, id_, ih, iw]
+                                sweep_add(acc, row, 0, OW, SW, KW)
+                    if override != 0:  # divisor_override (PyTorch takes a negative one too)
+                        for ow in range(OW):
+                            out[n, c, od, oh, ow] = acc[ow] / override
+                    else:
+                        dd = div_d[od] * div_h[oh]
+                        for ow in range(OW):
+                            out[n, c, od, oh, ow] = acc[ow] / (dd * div_w[ow])
 
 
 def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, override):

@@ -233,11 +233,42 @@ def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
         if g.nd == 2:
             run_max_pool2d(x, out, idx, g.stride, g.padding, g.dilation, g.kernel, channels_last=cl,
                            parallel=_use_parallel(x.size, parallel), omit=omit)
+        elif not cl and not want_idx and x.flags.c_contiguous:
+            _max3d_separable(x, out, g, _use_parallel(x.size, parallel), omit)
         else:
             _kernel(_named("max3d_cl" if cl else "max3d_cf", omit), parallel, x.size)(
                 x, out, _NO_INDEX if idx is None else idx, want_idx, *g.stride, *g.padding,
                 *g.dilation, *g.kernel, G.max_init(x.dtype, omit))
     return out, idx
+
+
+#: Most bytes of depth-slice maxima :func:`_max3d_separable` keeps at once.
+_SEPARABLE_SCRATCH = 16 << 20
+
+
+def _max3d_separable(x, out, g, parallel, omit):
+    """3-d max pooling of a contiguous NCDHW array, values only, as two runs of the 2-D NCHW
+    kernel: every depth slice pooled over (H, W), then those maxima pooled over D (a window
+    of (KD, 1) on (D, OH*OW) rows).
+
+    Equal bit for bit to the 3-d scan: the max step combines partial results with the
+    earlier one on the left in any grouping (:func:`._jit.vmax`), so ties and NaN resolve
+    as in one pass. The (n, c) planes go in groups whose slice maxima fit in
+    ``_SEPARABLE_SCRATCH`` bytes (at least one plane), so the scratch stays small.
+    """
+    N, C, D, H, W = x.shape
+    OD, OH, OW = g.out_size
+    planes = x.reshape(N * C, D, H, W)
+    rows = out.reshape(N * C, OD, OH * OW)
+    group = max(1, _SEPARABLE_SCRATCH // max(1, D * OH * OW * x.itemsize))
+    for p0 in range(0, N * C, group):
+        p = min(N * C, p0 + group) - p0
+        mid = np.empty((1, p * D, OH, OW), dtype=x.dtype)
+        run_max_pool2d(planes[p0:p0 + p].reshape(1, p * D, H, W), mid, None, g.stride[1:], g.padding[1:],
+                       g.dilation[1:], g.kernel[1:], channels_last=False, parallel=parallel, omit=omit)
+        run_max_pool2d(mid.reshape(1, p, D, OH * OW), rows[p0:p0 + p].reshape(1, p, OD, OH * OW), None,
+                       (g.stride[0], 1), (g.padding[0], 0), (g.dilation[0], 1), (g.kernel[0], 1),
+                       channels_last=False, parallel=parallel, omit=omit)
 
 
 def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
@@ -280,9 +311,13 @@ def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
         if g.nd == 2:
             run_avg_pool2d(x, out, g.stride, g.padding, g.kernel, *tables, override, channels_last=cl,
                            parallel=_use_parallel(x.size, parallel))
-        else:
-            _kernel("avg3d_cl" if cl else "avg3d_cf", parallel, x.size)(
+        elif cl:
+            _kernel("avg3d_cl", parallel, x.size)(
                 x, out, *g.stride, *g.padding, *g.kernel, *tables, x.dtype.type(override))
+        else:
+            with parallel_slot(_use_parallel(x.size, parallel)) as par:
+                KERNELS[("avg3d_cf", par)](x, out, _nchunks(x.shape[0] * x.shape[1], par), *g.stride, *g.padding,
+                                           *g.kernel, *tables, x.dtype.type(override))
     return out
 
 

@@ -1,0 +1,109 @@
+"""The family's fast paths (issue 12), each against ``poolkit.reference`` bit for bit.
+
+* 3-d max without indices on contiguous NCDHW input runs as two 2-D passes
+  (``cpu.ops._max3d_separable``): depth slices over (H, W), then over D, in groups of
+  planes bounded by ``_SEPARABLE_SCRATCH``. Forced here to one plane per group, so the
+  group loop's edges run too.
+* 3-d average (NCDHW) sweeps whole rows, through a zero-padded scratch row where
+  padding or ceil_mode needs one.
+* Adaptive average to size 1 on contiguous channels-first input reduces flat planes
+  eight at a time (``global_sum`` / ``global_sum_omit``): plane counts that are and are
+  not multiples of 8, both NaN policies, serial and parallel.
+
+The broad property tests of every op are in test_forward_nd.py; these aim at the
+branches the fast paths add.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poolkit import cpu
+from poolkit import reference as R
+from poolkit.cpu import ops
+from strategies import window_problem
+
+
+def assert_bitwise(got, want):
+    assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
+    np.testing.assert_array_equal(got, want)
+    if got.dtype.kind == "f":
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def _contiguous_ncdhw(x, layout):
+    """The drawn input as a contiguous, batched NCDHW array."""
+    if layout != "NCDHW":
+        x = np.moveaxis(x, -1, x.ndim - 4)
+    return np.ascontiguousarray(x if x.ndim == 5 else x[None])
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=window_problem(3, op="max", dtypes=("float32", "float64", "int16")), data=st.data(),
+       policy=st.sampled_from(["propagate", "omit"]))
+def test_max3d_separable_matches_reference(problem, data, policy):
+    x, kwargs, layout = problem
+    x = _contiguous_ncdhw(x, layout)
+    if x.dtype.kind == "f" and data.draw(st.booleans()) and x.size:
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        x = x.copy()
+        x[rng.random(x.shape) < data.draw(st.sampled_from([0.3, 0.9]))] = np.nan
+        x[rng.random(x.shape) < 0.2] = -0.0  # ties of signed zeros
+    want = R.max_pool3d(x, **kwargs, nan_policy=policy)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ops, "_SEPARABLE_SCRATCH", data.draw(st.sampled_from([1, ops._SEPARABLE_SCRATCH])))
+        got = cpu.max_pool3d(x, **kwargs, nan_policy=policy, parallel=False)
+    assert_bitwise(got, want)
+
+
+def test_max3d_separable_is_the_path_taken(monkeypatch):
+    """Contiguous NCDHW values take the two 2-D passes; indices, channels-last and strided
+    input take the 3-d kernel, with the same answer."""
+    calls = []
+    real = ops._max3d_separable
+    monkeypatch.setattr(ops, "_max3d_separable", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, size=(2, 3, 6, 7, 8)).astype(np.float32)
+    want = R.max_pool3d(x, 3, 2, 1, ceil_mode=True)
+    for parallel in (False, True):
+        assert_bitwise(cpu.max_pool3d(x, 3, 2, 1, ceil_mode=True, parallel=parallel), want)
+    assert len(calls) == 2
+    assert_bitwise(cpu.max_pool3d(x[..., ::-1], 3, 2, 1, ceil_mode=True),
+                   R.max_pool3d(x[..., ::-1], 3, 2, 1, ceil_mode=True))
+    y, i = cpu.max_pool3d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
+    assert_bitwise(y, want)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=(2, 3, 2), stride=(1, 2, 3), padding=(1, 1, 1),
+                                         ceil_mode=True, count_include_pad=False),
+                                    dict(kernel_size=3, stride=1, padding=1, divisor_override=-5)])
+def test_avg3d_rows_match_reference(kwargs, parallel):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 3, 5, 6, 11)) * 4).astype(np.float32)
+    for policy in ("propagate", "omit"):
+        xx = x.copy()
+        if policy == "omit":
+            xx[rng.random(x.shape) < 0.4] = np.nan
+        assert_bitwise(cpu.avg_pool3d(xx, **kwargs, nan_policy=policy, parallel=parallel),
+                       R.avg_pool3d(xx, **kwargs, nan_policy=policy))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("planes", [1, 8, 13, 24])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_adaptive_avg_to_one_flat(nd, planes, parallel):
+    rng = np.random.default_rng(planes)
+    spatial = {1: (9,), 2: (5, 7), 3: (3, 4, 5)}[nd]
+    x = (rng.standard_normal((1, planes) + spatial) * 3).astype(np.float64 if planes == 13 else np.float32)
+    x[0, 0] = np.nan  # one plane with nothing valid
+    x[rng.random(x.shape) < 0.3] = np.nan
+    x.flat[5] = np.inf  # a value, not nodata
+    # every other plane with everything valid: divided by each bin size in turn
+    x[0, 1::2] = rng.standard_normal((len(range(1, planes, 2)),) + spatial)
+    name = f"adaptive_avg_pool{nd}d"
+    for policy in ("propagate", "omit"):
+        assert_bitwise(getattr(cpu, name)(x, 1, nan_policy=policy, parallel=parallel),
+                       getattr(R, name)(x, 1, nan_policy=policy))
