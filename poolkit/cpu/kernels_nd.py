@@ -438,26 +438,35 @@ def adaptive_max_cl(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
                                 out[n, od, oh, ow, c] = vmax(x[n, id_, ih, iw, c], out[n, od, oh, ow, c])
 
 
-def adaptive_avg_cf(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     """Adaptive average: sum in scan order, then divide by each bin size in turn (PyTorch's order).
 
+    Each input row of a (od, oh) bin row is swept once across every output of the
+    row (independent sums the CPU overlaps; a bin's cells still go in scan order).
     ``kd``, ``kh``, ``kw`` are the bin sizes in ``x``'s dtype (a float32 divided by
     an int64 would be computed in float64 by Numba and round differently).
+    Parallel over ``nchunks`` pieces of the (n, c) planes.
     """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for od in range(OD):
-            for oh in range(OH):
-                for ow in range(OW):
-                    out[n, c, od, oh, ow] = 0
+    for i in prange(nchunks):
+        acc = np.empty(OW, dtype=out.dtype)
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for od in range(OD):
+                for oh in range(OH):
+                    acc[:] = 0
                     for id_ in range(sd[od], ed[od]):
                         for ih in range(sh[oh], eh[oh]):
-                            for iw in range(sw[ow], ew[ow]):
-                                out[n, c, od, oh, ow] += x[n, c, id_, ih, iw]
-                    out[n, c, od, oh, ow] = out[n, c, od, oh, ow] / kd[od] / kh[oh] / kw[ow]
+                            for ow in range(OW):
+                                a = acc[ow]
+                                for iw in range(sw[ow], ew[ow]):
+                                    a += x[n, c, id_, ih, iw]
+                                acc[ow] = a
+                    for ow in range(OW):
+                        out[n, c, od, oh, ow] = acc[ow] / kd[od] / kh[oh] / kw[ow]
 
 
 def adaptive_avg_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):

@@ -362,8 +362,7 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
         return out
     with parallel_slot(_use_parallel(max(x.size, out.size), parallel)) as par:
         KERNELS[(_named("adaptive_avg", omit) + "_cf", par)](
-            x5, out5, *((_nchunks(x5.shape[0] * x5.shape[1], par),) if omit else ()),
-            *(t for pair in bins for t in pair), *sizes)
+            x5, out5, _nchunks(x5.shape[0] * x5.shape[1], par), *(t for pair in bins for t in pair), *sizes)
     return out
 
 
