@@ -107,3 +107,27 @@ def test_adaptive_avg_to_one_flat(nd, planes, parallel):
     for policy in ("propagate", "omit"):
         assert_bitwise(getattr(cpu, name)(x, 1, nan_policy=policy, parallel=parallel),
                        getattr(R, name)(x, 1, nan_policy=policy))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_backward_of_one_window_is_a_broadcast(nd, layout):
+    """Adaptive average to size 1 (and an average window over the whole input): every cell
+    gets its plane's share, added to zero as the gather does (-0.0 arrives as +0.0)."""
+    rng = np.random.default_rng(nd)
+    spatial = {1: (9,), 2: (5, 7), 3: (3, 4, 5)}[nd]
+    cl = layout == "NHWC"
+    lay = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[nd] if cl else {1: "NCL", 2: "NCHW", 3: "NCDHW"}[nd]
+    x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+    g = rng.standard_normal((2, 3) + (1,) * nd).astype(np.float32)
+    g[0, 0] = -0.0
+    if cl:
+        x, g = np.moveaxis(x, 1, -1), np.moveaxis(g, 1, -1)
+    name = f"adaptive_avg_pool{nd}d_backward"
+    assert_bitwise(getattr(cpu, name)(g, x, 1, layout=lay), getattr(R, name)(g, x, 1, layout=lay))
+    x[..., 0] = np.nan
+    assert_bitwise(getattr(cpu, name)(g, x, 1, layout=lay, nan_policy="omit"),
+                   getattr(R, name)(g, x, 1, layout=lay, nan_policy="omit"))
+    avg = f"avg_pool{nd}d_backward"
+    k = spatial
+    assert_bitwise(getattr(cpu, avg)(g, x, k, layout=lay), getattr(R, avg)(g, x, k, layout=lay))

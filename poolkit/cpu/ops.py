@@ -388,6 +388,12 @@ def _divisor_array(g, count_include_pad, override, dtype):
 
 def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):
     """Gather ``share`` (per output cell) back over the windows given per dimension as (start, stop)."""
+    if all(len(a) == 1 and a[0] <= 0 and b[0] >= L for (a, b), L in zip(starts_stops, in_size)):
+        # One window over every cell (adaptive pooling to size 1, a global window): each
+        # cell gets its plane's share, added to zero as the gather does (-0.0 becomes +0.0).
+        gx = np.empty(x_shape, dtype=dtype)
+        gx[...] = share + dtype.type(0)
+        return gx
     gx = np.zeros(x_shape, dtype=dtype)
     if gx.size and share.size:
         tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - nd)
