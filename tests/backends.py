@@ -86,12 +86,13 @@ def with_nd(backends=BACKENDS, nds=(1, 2, 3)):
 
 
 def with_dtypes(dtypes, backends=BACKENDS, kind="max"):
-    """``(backend, dtype)`` parameters: the dtypes of ``dtypes`` that each backend runs."""
+    """``(backend, dtype)`` parameters: the dtypes of ``dtypes`` that each backend runs
+    (on ``"cpu"``, the prange twins, those in :data:`PRANGE_DTYPES`, as :func:`dtypes_for`)."""
     out = []
     for b in backends:
         value, marks = _value_and_marks(b)
         out += [pytest.param(value, np.dtype(dt), marks=marks, id=f"{value}-{np.dtype(dt).name}")
-                for dt in dtypes if supports(value, dt, kind)]
+                for dt in dtypes_for(value, dtypes, kind)]
     return out
 
 
@@ -109,8 +110,10 @@ FLOATS = ("float32", "float64")
 #: The dtypes the property tests of ``"cpu"`` draw. The prange twins are the serial kernels'
 #: own source compiled with ``parallel=True``: dtype handling is shared code (``"cpu-serial"``
 #: draws every dtype); what differs is how the loops are split, which every geometry
-#: exercises. On an empty Numba cache each (kernel, dtype, array layout) is a parallel
-#: compile of a second or two, so one float and one integer type.
+#: exercises. On an empty Numba cache each (kernel, dtype, array layout) is a compile of
+#: its own, a parallel one about 7 s of a CI core (a serial one about 2 s), so one float and
+#: one integer type; the example tests on ``"cpu"`` keep to them too (:func:`with_dtypes`,
+#: :func:`example_float`).
 PRANGE_DTYPES = ("float32", "int32")
 
 
@@ -126,6 +129,13 @@ def dtypes_for(backend: str, dtypes, kind: str = "max") -> tuple:
 def float_dtypes(backend: str) -> tuple:
     """:func:`dtypes_for` float32 and float64."""
     return dtypes_for(backend, FLOATS, "float")
+
+
+def example_float(backend: str):
+    """The float dtype of an example test whose subject is not the dtype: float64, but float32
+    on ``"cpu"`` (the prange twins), so the example reuses a specialization the property tests
+    compile anyway instead of adding a float64 parallel compile of its own (see :data:`PRANGE_DTYPES`)."""
+    return np.dtype(float_dtypes(backend)[-1])
 
 
 def examples(backend: str, *, on_cpu: int, on_gpu: int) -> settings:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import (BACKENDS_2D, CPU_BACKENDS, GPU_EXAMPLES_2D, dtypes_for, examples, float_dtypes, is_gpu,
-                      run, with_dtypes)
+from backends import (BACKENDS_2D, CPU_BACKENDS, GPU_EXAMPLES_2D, dtypes_for, example_float, examples, float_dtypes,
+                      is_gpu, run, with_dtypes)
 from poolkit import reference
 from strategies import assert_avg_close, pool2d_problem
 
@@ -273,7 +273,7 @@ def test_signed_zero_ties_on_large_inputs(layout, backend):
 def test_padding_ceil_mode_dilation(kw, layout, backend):
     rng = np.random.default_rng(7)
     shape = (2, 3, 7, 6) if layout == "NCHW" else (2, 7, 6, 3)
-    x = rng.integers(-4, 5, size=shape).astype(np.float64)
+    x = rng.integers(-4, 5, size=shape).astype(example_float(backend))
     check_max(backend, x, kw, layout)
     akw = {k: v for k, v in kw.items() if k != "dilation"}
     for cip in (True, False):
@@ -317,7 +317,8 @@ def test_global_window_fast_path(layout, backend, dtype):
 @pytest.mark.parametrize("backend", BACKENDS_2D)
 def test_unusual_but_valid_inputs(backend):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 3, 6, 5))
+    dt = example_float(backend)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(dt)
     ref = reference.max_pool2d(x, 2)
     # N = 0
     assert run(backend, "max_pool2d", x[:0], 2).shape == (0, 3, 3, 2)
@@ -327,9 +328,9 @@ def test_unusual_but_valid_inputs(backend):
     ro.flags.writeable = False
     np.testing.assert_array_equal(run(backend, "max_pool2d", ro, 2), ref)
     # big-endian
-    be = x.astype(">f8")
+    be = x.astype(dt.newbyteorder(">"))
     np.testing.assert_array_equal(run(backend, "max_pool2d", be, 2), ref)
-    assert run(backend, "max_pool2d", be, 2).dtype == np.float64
+    assert run(backend, "max_pool2d", be, 2).dtype == dt
     np.testing.assert_array_equal(run(backend, "avg_pool2d", be, 2), reference.avg_pool2d(x, 2))
     # non-contiguous: transposed and reversed views
     xt = x.transpose(0, 1, 3, 2)
