@@ -66,8 +66,10 @@ def test(args) -> int:
     # 1. Unit and property tests on the CPU, PTX compilation of every CUDA kernel, and
     #    the examples in the package's docstrings (doctests of every poolkit module).
     #    Whole files per worker (loadfile): the tests of a file share compiled kernels.
+    #    No nbval here: its plugin imports nbformat, hence jsonschema and rfc3987_syntax,
+    #    which builds a grammar at import (~3 s of CPU in every pytest process).
     rc1 = run([PY, "-m", "pytest", "tests", "poolkit", "--doctest-modules", "-m", "not (cudasim or gpu)",
-               *_workers("loadfile"), "--durations=15", *args], env=env)
+               "-p", "no:nbval", *_workers("loadfile"), "--durations=15", *args], env=env)
     # 2. GPU tests and every notebook under Numba's CUDA simulator (it must be set
     #    before numba is imported, hence a second process). On a machine with a GPU,
     #    POOLKIT_REAL_GPU=1 runs them on the device instead. A notebook's cells run in
