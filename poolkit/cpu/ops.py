@@ -102,6 +102,7 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
     Every kernel gives bitwise identical results.
     """
     SH, SW = stride
+    x = _read_only(x)  # Dask/Zarr blocks come read-only or not: one specialization for both
     init = G.max_init(x.dtype, omit)
     args = (SH, SW, *padding, *dilation, *kernel, init)
     with parallel_slot(bool(parallel)) as par:
@@ -143,6 +144,7 @@ def run_avg_pool2d(x, out, stride, padding, kernel, div_h, div_w, override, *, c
     in_h, in_w)`` of :func:`_omit_tables`; NCHW then runs ``avg_omit_nchw`` (the row
     sweeps of ``avg_nchw``), NHWC the channels-last omit kernel on 5-D views.
     """
+    x = _read_only(x)
     if omit_tables is not None:
         if channels_last:
             _avg_omit(x, out, 2, stride, padding, kernel, omit_tables, override, channels_last, parallel,
@@ -481,16 +483,27 @@ def run_lp_pool_backward(grad, x, p, g, cl, parallel):
 
 
 # ================================================================ argument checks (once per call)
+def _read_only(x):
+    """``x`` as a read-only view (no copy). The kernels never write their input, and Numba
+    compiles a kernel once per argument type, the read-only flag included: this way
+    writable and read-only inputs (``np.memmap(mode="r")``, Zarr and Dask blocks, arrays
+    with ``writeable=False``) share one specialization instead of compiling every kernel twice."""
+    if x.flags.writeable:
+        x = x.view()
+        x.flags.writeable = False
+    return x
+
+
 def _window_call(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, layout, allow_int):
     """Validate a windowed call: ``(x batched, channels_last, batched, geometry)``."""
     x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
     g = G.make_geometry(op, spatial, kernel_size, stride, padding, dilation, ceil_mode)
-    return x, cl, batched, g
+    return _read_only(x), cl, batched, g
 
 
 def _adaptive_call(op, nd, x, output_size, layout, allow_int):
     x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=allow_int)
-    return x, cl, batched, G.make_adaptive_geometry(op, spatial, output_size)
+    return _read_only(x), cl, batched, G.make_adaptive_geometry(op, spatial, output_size)
 
 
 def _grad(grad_output, x, out_spatial, cl, batched, op):
@@ -658,6 +671,7 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
 
 def _unpool_call(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
     x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
+    x = _read_only(x)
     size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size, channels_last=cl)
     idx = _user_indices(indices, x.shape, batched, op, math.prod(size))
     return x, cl, batched, size, idx
