@@ -58,6 +58,14 @@ def _launch(name, parallel, *args):
         return KERNELS[(name, par)](*args)
 
 
+def _launch_planes(name, parallel, size, x, out, *args):
+    """Run ``name(x, out, nchunks, *args)``: a channels-first kernel whose parallel loop runs over
+    ``nchunks`` pieces of the (n, c) planes, with its scratch allocated once per piece; serial or
+    parallel as :func:`_kernel` decides from ``size``."""
+    with parallel_slot(_use_parallel(size, parallel)) as par:
+        KERNELS[(name, par)](x, out, _nchunks(x.shape[0] * x.shape[1], par), *args)
+
+
 def _is_global(x, out, kernel, padding, dilation, channels_last):
     """One window covering each whole contiguous NCHW plane: reduce planes as flat rows."""
     return (not channels_last and x.flags.c_contiguous and out.flags.c_contiguous
@@ -204,10 +212,8 @@ def _avg_omit(x, out, nd, stride, padding, kernel, tables, override, cl, paralle
         _kernel("avg3d_omit_cl", parallel, x.size)(x5, out5, *geo[0], *geo[1], *geo[2], *full, *inside, ov,
                                                    proto)
     else:
-        x5, out5 = Lay.to5(x, nd, False), Lay.to5(out, nd, False)
-        with parallel_slot(_use_parallel(x.size, parallel)) as par:
-            KERNELS[("avg3d_omit_cf", par)](x5, out5, _nchunks(x5.shape[0] * x5.shape[1], par), *geo[0], *geo[1],
-                                            *geo[2], *full, *inside, ov, proto)
+        _launch_planes("avg3d_omit_cf", parallel, x.size, Lay.to5(x, nd, False), Lay.to5(out, nd, False),
+                       *geo[0], *geo[1], *geo[2], *full, *inside, ov, proto)
 
 
 def run_max_pool(x, g, cl, want_idx, parallel, omit=False):
@@ -317,9 +323,8 @@ def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
             _kernel("avg3d_cl", parallel, x.size)(
                 x, out, *g.stride, *g.padding, *g.kernel, *tables, x.dtype.type(override))
         else:
-            with parallel_slot(_use_parallel(x.size, parallel)) as par:
-                KERNELS[("avg3d_cf", par)](x, out, _nchunks(x.shape[0] * x.shape[1], par), *g.stride, *g.padding,
-                                           *g.kernel, *tables, x.dtype.type(override))
+            _launch_planes("avg3d_cf", parallel, x.size, x, out, *g.stride, *g.padding, *g.kernel, *tables,
+                           x.dtype.type(override))
     return out
 
 
@@ -362,9 +367,8 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
         _kernel(_named("adaptive_avg", omit) + "_cl", parallel, max(x.size, out.size))(
             x5, out5, *(t for pair in bins for t in pair), *sizes, *extra)
         return out
-    with parallel_slot(_use_parallel(max(x.size, out.size), parallel)) as par:
-        KERNELS[(_named("adaptive_avg", omit) + "_cf", par)](
-            x5, out5, _nchunks(x5.shape[0] * x5.shape[1], par), *(t for pair in bins for t in pair), *sizes)
+    _launch_planes(_named("adaptive_avg", omit) + "_cf", parallel, max(x.size, out.size), x5, out5,
+                   *(t for pair in bins for t in pair), *sizes)
     return out
 
 
