@@ -12,23 +12,27 @@ kernels compile), then samples its resident memory (``/proc/self/statm``, every 
 while it writes the big one, and reports the time and the peak above that warmed-up
 baseline, in MiB and in chunks (``--chunk-mib``) -- total and per Dask thread.
 
-It runs once per ``--malloc`` setting of glibc's allocator: ``default``; ``mmap``, a fixed
-mmap threshold (``MALLOC_MMAP_THRESHOLD_=1048576``); ``arena1``, one heap for all threads
-(``MALLOC_ARENA_MAX=1``). By default glibc raises its mmap threshold each time a large
-block is freed (up to 32 MiB; its trim threshold follows at twice that), so later
-chunk-sized blocks come from per-thread heaps (arenas) that keep freed memory: the
-resident size then also counts freed, reusable memory. With the threshold fixed each
-chunk is its own mapping, returned when freed, so ``mmap`` shows what the pyramid keeps
-alive (at the cost of fresh pages for every chunk); ``arena1`` is the cheap middle way.
-The output is removed at the end unless ``--keep``. Prints a Markdown table.
+It runs once per ``--malloc`` setting of glibc's allocator: ``default``; ``trim``
+(``MALLOC_TRIM_THRESHOLD_=65536``, what ``dask.distributed`` sets for its workers); ``mmap``,
+a fixed mmap threshold (``MALLOC_MMAP_THRESHOLD_=1048576``); ``arena1``, one heap for all
+threads (``MALLOC_ARENA_MAX=1``). By default glibc raises its mmap threshold each time a
+large block is freed (up to 32 MiB; its trim threshold follows at twice that), so later
+chunk-sized blocks come from per-thread heaps (arenas), and each heap keeps up to about
+two chunks of freed memory at its top. Zarr reads and writes in its own thread pool
+(six threads here), so about ten threads allocate chunk-sized blocks: the resident size
+then also counts freed, reusable memory. Setting either threshold stops that: every
+chunk is its own mapping, returned when freed, so ``trim`` and ``mmap`` show what the
+pyramid keeps alive (at the cost of fresh pages for every chunk); ``arena1`` is the
+middle way. The output is removed at the end unless ``--keep``. Prints a Markdown table.
 
-Measured with the first command (2 shared cores, uncompressed, 2 Dask threads, 256 chunks
-of 16 MiB, 5.33 GiB written; ``--malloc default,mmap,arena1``)::
+Measured with the first command (2 cores, quiet, uncompressed, 2 Dask threads, 256 chunks
+of 16 MiB, 5.33 GiB written; ``--malloc default,trim,arena1,mmap``; 2026-12-03)::
 
     | malloc  | time s | peak RSS above baseline MiB | in chunks | per thread |
-    | default |   59.0 |                         263 |      16.5 |        8.2 |
-    | mmap    |  117.4 |                          95 |       5.9 |        3.0 |
-    | arena1  |   50.1 |                         123 |       7.7 |        3.8 |
+    | default |   10.8 |                         260 |      16.3 |        8.1 |
+    | trim    |   18.0 |                          94 |       5.9 |        2.9 |
+    | arena1  |   14.7 |                         120 |       7.5 |        3.7 |
+    | mmap    |   19.5 |                          93 |       5.8 |        2.9 |
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ import numpy as np
 
 STRIPE_PERIOD, STRIPE_ROWS = 97, 3
 #: glibc allocator settings to run under (environment variables of the measured process).
-MALLOC = {"default": {}, "mmap": {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20)}, "arena1": {"MALLOC_ARENA_MAX": "1"}}
+MALLOC = {"default": {}, "trim": {"MALLOC_TRIM_THRESHOLD_": "65536"}, "mmap": {"MALLOC_MMAP_THRESHOLD_": str(2 ** 20)},
+          "arena1": {"MALLOC_ARENA_MAX": "1"}}
 
 
 def _stripes(block, block_info=None):
@@ -118,7 +123,7 @@ def main(argv=None):
     p.add_argument("--levels", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="Dask threads (default: all cores)")
     p.add_argument("--compress", action="store_true", help="Zarr's default codec (default: uncompressed)")
-    p.add_argument("--malloc", default="default,mmap", help="comma-separated: " + ", ".join(MALLOC))
+    p.add_argument("--malloc", default="default,trim", help="comma-separated: " + ", ".join(MALLOC))
     p.add_argument("--out", required=True, help="a directory for the Zarr stores (replaced)")
     p.add_argument("--keep", action="store_true", help="keep the pyramid (default: remove it at the end)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

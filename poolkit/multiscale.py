@@ -48,15 +48,15 @@ read by OME-NGFF 0.4 tools (``version``, ``axes``, ``datasets`` with ``scale`` a
 written under ``ome`` (OME-NGFF 0.5).
 
 Memory: level 0 is streamed from ``x`` into Zarr, one chunk per task. Level
-``k + 1`` is then built *from the stored level k* (``dask.array.from_zarr``), never
-from ``x``: each task reads one stored chunk, pools it to a quarter (the read and the
-pooling fuse into one task) and a merge task glues four quarters into one chunk of
-level ``k + 1``, written at once. So no level is ever held in memory and the graph of
-one level never reaches back to the source: each source chunk is computed once. A
-computation holds a few chunks per Dask thread (``benchmarks/pyramid_bench.py``
-measures it). All levels share one chunk shape (capped at the level's shape); its
-spatial sides must be multiples of ``kernel_size``, so that a window never straddles
-two chunks.
+``k + 1`` is then built *from the stored level k*, never from ``x``: one task per chunk
+of level ``k + 1`` reads the stored chunks of level ``k`` that it covers, one at a
+time, pools each into its part of one chunk-sized array and writes that. Tasks pass
+nothing to each other, so no level is ever held in memory, the scheduler keeps no
+intermediate results, and each source chunk is computed once. A task holds about
+three chunks at its peak (its output, one stored chunk as Zarr reads it, the pooled
+part); ``benchmarks/pyramid_bench.py`` measures it. All levels share one chunk shape
+(capped at the level's shape); its spatial sides must be multiples of
+``kernel_size``, so that a window never straddles two chunks.
 
 Resuming: after each level the group attributes record how many levels are complete
 (``poolkit_pyramid.levels_complete``) and ``multiscales`` lists only those levels, so
@@ -486,11 +486,64 @@ def pyramid_to_zarr(x, store, levels, op="mean", *, kernel_size=2, ceil_mode=Tru
                           compressors, axes, zarr_format)
         if level == 0:
             src = x if kind == "dask" else da.from_array(x, chunks=chunk_shapes[0])
-        else:
-            below = da.from_zarr(group[str(level - 1)])  # the stored level, never x: no chain to the source
-            src = plan.step(below, nan_policy)
-        src = src.rechunk(chunk_shapes[level])  # a merge of whole pooled blocks; no-op if aligned
-        da.store(src, z, lock=False, **compute_kwargs)
+            _store_level(src.rechunk(chunk_shapes[0]), z, compute_kwargs)
+        else:  # from the stored level, never from x: no chain to the source
+            _store_level(_pool_stored(group[str(level - 1)], z, plan, nan_policy), z, compute_kwargs)
         group.attrs.update({**_metadata(plan, name, level + 1, nan_policy, zarr_format),
                             "poolkit_pyramid": {**record, "levels_complete": level + 1}})
     return [da.from_zarr(group[str(level)]) for level in range(plan.levels)]
+
+
+def _store_level(src, z, compute_kwargs):
+    """Write one level: ``src`` is a Dask array (level 0, stored chunk by chunk) or the
+    list of :func:`_pool_stored`'s delayed tasks (each writes its own chunk)."""
+    import dask
+    import dask.array as da
+
+    if isinstance(src, da.Array):
+        da.store(src, z, lock=False, **compute_kwargs)
+    else:
+        dask.compute(*src, **compute_kwargs)
+
+
+def _pool_stored(below, z, plan, nan_policy):
+    """The tasks that write level ``k + 1`` (Zarr array ``z``) from the stored level ``k`` (``below``).
+
+    One task per chunk of ``z``: it pools the stored chunks of ``below`` that the chunk
+    covers, one at a time, into one chunk-sized array, and writes it. Chunk sides are
+    whole windows, so no window straddles two stored chunks and pooling them one by one
+    is pooling the level. A task holds its output chunk, one stored chunk and its pooled
+    part; nothing passes between tasks, so the scheduler keeps no intermediate results.
+    """
+    import itertools
+
+    import dask
+
+    starts = itertools.product(*(range(0, s, c) for s, c in zip(z.shape, z.chunks)))
+    return [dask.delayed(_pool_chunk, pure=False)(below, z, plan, nan_policy, tuple(s)) for s in starts]
+
+
+def _pool_chunk(below, z, plan, nan_policy, starts):
+    """One chunk of ``z`` (its corner at ``starts``): pooled from ``below`` and written."""
+    import itertools
+
+    import numpy as np
+
+    stops = [min(a + c, s) for a, c, s in zip(starts, z.chunks, z.shape)]
+    out = np.empty([b - a for a, b in zip(starts, stops)], dtype=z.dtype)
+    pieces = []  # per axis: the (start, stop) of each stored chunk of ``below`` the output chunk covers
+    for a in range(plan.ndim):
+        if a in plan.spatial:
+            k = plan.kernel[plan.spatial.index(a)]
+            lo, hi = starts[a] * k, min(stops[a] * k, below.shape[a])
+            pieces.append([(p, min(p + below.chunks[a], hi)) for p in range(lo, hi, below.chunks[a])])
+        else:  # every level has the same chunks along the other axes
+            pieces.append([(starts[a], stops[a])])
+    for piece in itertools.product(*pieces):
+        pooled = plan.step(below[tuple(slice(p, q) for p, q in piece)], nan_policy)
+        at = []
+        for a, (p, _) in enumerate(piece):
+            o = p // plan.kernel[plan.spatial.index(a)] - starts[a] if a in plan.spatial else 0
+            at.append(slice(o, o + pooled.shape[a]))
+        out[tuple(at)] = pooled
+    z[tuple(slice(a, b) for a, b in zip(starts, stops))] = out

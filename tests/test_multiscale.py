@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import poolkit
+from poolkit import multiscale
 from poolkit.multiscale import pyramid, pyramid_shapes, pyramid_to_zarr
 
 da = pytest.importorskip("dask.array")
@@ -293,15 +294,15 @@ def test_existing_store_is_not_clobbered(tmp_path):
 
 def test_resume_after_a_failure_and_extend(tmp_path, monkeypatch):
     x = _raster((1, 1, 40, 36))
-    real_store, stored = da.store, []
+    real_store, stored = multiscale._store_level, []
 
-    def failing_store(src, target, **kw):
+    def failing_store(src, target, compute_kwargs):
         if len(stored) == 2:
             raise RuntimeError("disk full")
         stored.append(target.shape)
-        return real_store(src, target, **kw)
+        return real_store(src, target, compute_kwargs)
 
-    monkeypatch.setattr(da, "store", failing_store)
+    monkeypatch.setattr(multiscale, "_store_level", failing_store)
     with pytest.raises(RuntimeError, match="disk full"):
         pyramid_to_zarr(x, tmp_path / "p", 4, chunks=8)
     group = zarr.open_group(tmp_path / "p", mode="r")
@@ -310,8 +311,8 @@ def test_resume_after_a_failure_and_extend(tmp_path, monkeypatch):
     group1 = zarr.open_group(tmp_path / "p", mode="a")["1"]
     group1[0, 0, 0, 0] = 1234.5  # a mark: a skipped level keeps it
 
-    monkeypatch.setattr(da, "store", lambda src, target, **kw: (stored.append(target.shape),
-                                                                 real_store(src, target, **kw))[1])
+    monkeypatch.setattr(multiscale, "_store_level", lambda src, target, kw: (stored.append(target.shape),
+                                                                           real_store(src, target, kw))[1])
     stored.clear()
     with pytest.raises(ValueError, match="other arguments.*'op'"):
         pyramid_to_zarr(x, tmp_path / "p", 4, "max", chunks=8, resume=True)
