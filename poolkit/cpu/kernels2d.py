@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, sweep_add, sweep_add_omit, take_max,
-                   vmax)
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add, sweep_add_omit,
+                   take_max, vmax)
 
 __all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
@@ -160,20 +160,33 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
 def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
     # ``avg_nchw`` with ``nan_policy="omit"``: the same row sweeps, over the valid
     # cells, with their count (``proto``'s dtype: x's where the window's cells fit
-    # its mantissa; poolkit.cpu.ops picks). Padding is NaN in the scratch plane, so it
-    # is neither summed nor counted; the divisor adds the padding cells that
+    # its mantissa; poolkit.cpu.ops picks). The divisor adds the padding cells that
     # count_include_pad counts, ``full - in`` from the int64 tables.
+    #
+    # 2-wide, stride-2 windows (each cell read once) skip NaN as they sum
+    # (``sweep_add_omit``; padding is NaN in the scratch plane: neither summed nor
+    # counted). Any other window reads a cell several times, or needs a general
+    # per-tap loop whose selects x86 code generation turns into branches (7-28x
+    # ``avg_nchw`` at 30% random NaN): there each plane is first copied once with NaN
+    # as +0.0 (``Z``; adding +0.0 changes no sum, bit for bit, see add_valid), the
+    # sums are ``avg_nchw``'s own sweeps over ``Z``, and the counts come from ``R``,
+    # each input row's valid cells per output column (integers: exact in any order),
+    # added over the window's rows.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
-    direct = PW == 0 and T == W
+    pairs = SW == 2 and KW == 2
+    direct = pairs and PW == 0 and T == W
     uPW = np.uint64(PW)
     zero = x.dtype.type(0)
     one = proto.dtype.type(1)
     czero = proto.dtype.type(0)
     for i in prange(nchunks):
-        pad = np.empty((1 if direct else H, T), dtype=out.dtype)
-        pad[:] = np.nan  # padding cells: skipped, like NaN
+        pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # ``pairs``: NaN-padded; else ``Z``
+        if pairs:
+            pad[:] = np.nan  # padding cells: skipped, like NaN
+        valid = np.zeros((1, T), dtype=proto.dtype)  # one row of Z's valid cells (pads stay 0)
+        R = np.empty((1 if pairs else H, OW), dtype=proto.dtype)
         acc = np.empty(OW, dtype=out.dtype)
         cnt = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
@@ -183,10 +196,20 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
             c = p - n * C
             if direct:
                 plane = x[n, c]
-            else:
+            elif pairs:
                 for ih in range(H):
                     for iw in range(np.uint64(W)):
                         pad[ih, uPW + iw] = x[n, c, ih, iw]
+                plane = pad
+            else:
+                for ih in range(H):
+                    for iw in range(np.uint64(W)):
+                        v = x[n, c, ih, iw]
+                        pad[ih, uPW + iw] = select(v == v, v, zero)
+                        valid[0, uPW + iw] = select(v == v, one, czero)
+                    row = R[ih]
+                    row[:] = czero
+                    sweep_add(row, valid, 0, OW, SW, KW)
                 plane = pad
             for oh in range(OH):
                 acc[:] = 0
@@ -195,7 +218,12 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
                 for kh in range(KH):
                     ih = hs + kh
                     if 0 <= ih < H:
-                        sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
+                        if pairs:
+                            sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
+                        else:
+                            sweep_add(acc, plane, ih, OW, SW, KW)
+                            for ow in range(OW):
+                                cnt[ow] += R[ih, ow]
                 for ow in range(OW):
                     div[ow] = cnt[ow] + (full_h[oh] * full_w[ow] - in_h[oh] * in_w[ow])  # exact, cast
                     if override != 0:
