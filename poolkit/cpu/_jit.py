@@ -219,12 +219,19 @@ def sweep_add_omit(acc, cnt, t, r, OW, SW, KW, zero, czero, one):
             a, c = add_valid(acc[ow], cnt[ow], t[r, ow], zero, czero, one)
             a, c = add_valid(a, c, t[r, ow + 1], zero, czero, one)
             acc[ow], cnt[ow] = add_valid(a, c, t[r, ow + 2], zero, czero, one)
-    else:
+    elif SW == 2 and KW == 3:
         for ow in range(OW):
-            a, c = acc[ow], cnt[ow]
+            a, c = add_valid(acc[ow], cnt[ow], t[r, 2 * ow], zero, czero, one)
+            a, c = add_valid(a, c, t[r, 2 * ow + 1], zero, czero, one)
+            acc[ow], cnt[ow] = add_valid(a, c, t[r, 2 * ow + 2], zero, czero, one)
+    else:  # a scalar inner loop: count with ``valid_bit`` (two selects on one compare become a branch)
+        for ow in range(OW):
+            a = acc[ow]
+            k = 0
             for kw in range(KW):
-                a, c = add_valid(a, c, t[r, ow * SW + kw], zero, czero, one)
-            acc[ow], cnt[ow] = a, c
+                a, k = add_valid_scalar(a, k, t[r, ow * SW + kw], zero)
+            acc[ow] = a
+            cnt[ow] += k  # exact: k <= KW
 
 
 
