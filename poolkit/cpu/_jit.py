@@ -19,7 +19,8 @@ from numba.extending import intrinsic
 from .. import geometry as G
 
 __all__ = ["njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "vmax_omit", "take_max_omit",
-           "tap_range", "chunk", "sweep_add", "add_valid", "sweep_add_omit", "add_valid_scalar", "omit_mean"]
+           "tap_range", "chunk", "sweep_add", "add_valid", "sweep_add_omit", "omit_row", "add_valid_scalar",
+           "omit_mean"]
 
 #: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
 #: compiled (one rule for the reference, the CPU and the GPU kernels).
@@ -233,6 +234,23 @@ def sweep_add_omit(acc, cnt, t, r, OW, SW, KW, zero, czero, one):
             acc[ow] = a
             cnt[ow] += k  # exact: k <= KW
 
+
+
+@njit(inline="always")
+def omit_row(src, Z, R, r, valid, OW, SW, KW, uPW, zero, one, czero):
+    # The ``nan_policy="omit"`` averages with overlapping (or wide) windows read each
+    # cell several times, so each input row ``src`` is prepared once: row ``r`` of
+    # ``Z``, its copy with NaN as +0.0 (cells at ``uPW + iw``; the pads stay 0), which
+    # the propagate sweeps (``sweep_add``) then sum; and row ``r`` of ``R``, each output
+    # column's count of valid cells in this row, integers (exact in any order) that
+    # the kernels add over a window's rows. ``valid`` is a (1, T) scratch row, pads 0.
+    for iw in range(np.uint64(src.shape[0])):
+        v = src[iw]
+        Z[r, uPW + iw] = select(v == v, v, zero)
+        valid[0, uPW + iw] = select(v == v, one, czero)
+    row = R[r]
+    row[:] = czero
+    sweep_add(row, valid, 0, OW, SW, KW)
 
 
 @njit(inline="always")

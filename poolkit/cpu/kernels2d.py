@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add, sweep_add_omit,
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, sweep_add, sweep_add_omit,
                    take_max, vmax)
 
 __all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
@@ -170,8 +170,8 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     # ``avg_nchw`` at 30% random NaN): there each plane is first copied once with NaN
     # as +0.0 (``Z``; adding +0.0 changes no sum, bit for bit, see add_valid), the
     # sums are ``avg_nchw``'s own sweeps over ``Z``, and the counts come from ``R``,
-    # each input row's valid cells per output column (integers: exact in any order),
-    # added over the window's rows.
+    # each input row's valid cells per output column, added over the window's rows
+    # (``_jit.omit_row`` makes both).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
@@ -203,13 +203,7 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
                 plane = pad
             else:
                 for ih in range(H):
-                    for iw in range(np.uint64(W)):
-                        v = x[n, c, ih, iw]
-                        pad[ih, uPW + iw] = select(v == v, v, zero)
-                        valid[0, uPW + iw] = select(v == v, one, czero)
-                    row = R[ih]
-                    row[:] = czero
-                    sweep_add(row, valid, 0, OW, SW, KW)
+                    omit_row(x[n, c, ih], pad, R, ih, valid, OW, SW, KW, uPW, zero, one, czero)
                 plane = pad
             for oh in range(OH):
                 acc[:] = 0

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_variant, select, sweep_add, sweep_add_omit,
-                   take_max, tap_range, vmax)
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, select, sweep_add,
+                   sweep_add_omit, take_max, tap_range, vmax)
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
@@ -216,17 +216,21 @@ def avg3d_cl(x, out, SD, SH, SW, PD, PH, PW, KD, KH, KW, div_d, div_h, div_w, ov
 # exactly (host code picks int64 beyond that: poolkit.cpu.ops._count_proto).
 def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, full_h, full_w,
                   in_d, in_h, in_w, override, proto):
-    """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W)): ``avg_omit_nchw``'s row
-    sweeps (:func:`.kernels2d._sweep_add_omit`) once per valid (kd, kh) input row of a window.
+    """``avg3d_cf`` with ``nan_policy="omit"`` (over (N, C, D, H, W)), as ``avg_omit_nchw``.
 
-    A row that needs padding (or ceil_mode's overhang) is first copied into a NaN-padded
-    scratch row (its pads are skipped like NaN). Parallel over ``nchunks`` pieces of the
-    (n, c) planes, scratch allocated once per piece.
+    2-wide, stride-2 windows: ``avg_omit_nchw``'s row sweeps (:func:`._jit.sweep_add_omit`)
+    once per valid (kd, kh) input row of a window; a row that needs padding (or
+    ceil_mode's overhang) is first copied into a NaN-padded scratch row (its pads are
+    skipped like NaN). Other windows: each (n, c) plane is first prepared once
+    (:func:`._jit.omit_row`: NaN as +0.0 in ``Z``, each row's valid counts per output
+    column in ``R``), then summed with ``avg3d_cf``'s sweeps and counted from ``R``.
+    Parallel over ``nchunks`` pieces of the (n, c) planes, scratch allocated once per piece.
     """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
-    direct = PW == 0 and T == W
+    pairs = SW == 2 and KW == 2
+    direct = pairs and PW == 0 and T == W
     uPW = np.uint64(PW)
     zero = x.dtype.type(0)
     one = proto.dtype.type(1)
@@ -234,6 +238,9 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
     for i in prange(nchunks):
         row = np.empty((1, T), dtype=out.dtype)
         row[:] = np.nan  # padding cells: skipped, like NaN
+        Z = np.zeros((0 if pairs else D * H, T), dtype=out.dtype)  # pads stay zero
+        R = np.empty((0 if pairs else D * H, OW), dtype=proto.dtype)
+        valid = np.zeros((1, T), dtype=proto.dtype)
         acc = np.empty(OW, dtype=out.dtype)
         cnt = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
@@ -241,6 +248,10 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
+            if not pairs:
+                for id_ in range(D):
+                    for ih in range(H):
+                        omit_row(x[n, c, id_, ih], Z, R, id_ * H + ih, valid, OW, SW, KW, uPW, zero, one, czero)
             for od in range(OD):
                 ds = od * SD - PD
                 for oh in range(OH):
@@ -255,7 +266,12 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
                             ih = hs + kh
                             if ih < 0 or ih >= H:
                                 continue
-                            if direct:
+                            if not pairs:
+                                r = id_ * H + ih
+                                sweep_add(acc, Z, r, OW, SW, KW)
+                                for ow in range(OW):
+                                    cnt[ow] += R[r, ow]
+                            elif direct:
                                 sweep_add_omit(acc, cnt, x[n, c, id_], ih, OW, SW, KW, zero, czero, one)
                             else:
                                 for iw in range(np.uint64(W)):
@@ -544,9 +560,6 @@ def avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, nw):
                                 ow = lo_w[iw] + j
                                 if ow < hi_w[iw]:
                                     gx[n, c, id_, ih, iw] += share[n, c, od, oh, ow]
-
-
-#: ``KERNELS[(name, parallel)]`` -> compiled kernel. The twins come from
 
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel (serial twin a renamed clone, see
