@@ -456,34 +456,162 @@ def run_lp_pool(x, p, g, cl, parallel):
     A ceil_mode window that overhangs the input is averaged over its real cells,
     then scaled by the full kernel size ``K``; ``p = inf`` is ``max_pool(|x|)`` and
     ``-inf`` is ``-max_pool(-|x|)``.
+
+    The (n, c) planes go in groups (:func:`_lp_groups`) whose ``x ** p`` (one buffer,
+    reused) and pooled group fit in the output's bytes (or a group's minimum); each group
+    is pooled and written into its slice of the output with the same elementwise
+    operations, in the same order, as ``(avg_pool(x ** p) * K) ** (1/p)`` on the whole array: the same
+    values bit for bit. A NaN stays a NaN at the same cell, but its sign bit may differ:
+    which of two NaN operands NumPy's loops return depends on where the cell falls in
+    its array (and the kernels' serial and parallel twins already differed there).
     """
+    out = _empty(x, cl, g.out_size)
+    plane, out_plane = _lp_planes(x, cl, g)
+    wt = _pow_dtype(x.dtype, p)
+    # a plane's x**p (or s*|x|) and pooled plane; 3-d max pooling adds its depth-slice maxima
+    per_plane = ((2 if math.isinf(p) else 1) * plane + out_plane) * wt.itemsize
+    groups, most = _lp_groups(x, cl, per_plane, out.nbytes, parallel)
+    buf = np.empty(most * plane, dtype=wt)
+    K = math.prod(g.kernel)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if math.isinf(p):
-            s = 1 if p > 0 else -1
-            out = s * run_max_pool(s * np.abs(x), g, cl, False, parallel)[0]
-        else:
-            a = run_avg_pool(x ** p, g, cl, True, 0, parallel)
-            out = (a * math.prod(g.kernel)) ** (1.0 / p)
-    return out.astype(x.dtype, copy=False)
+        for sel in groups:
+            xs, o = x[sel], out[sel]
+            t = buf[:xs.size].reshape(xs.shape)
+            if math.isinf(p):
+                s = 1 if p > 0 else -1
+                np.multiply(s, np.abs(xs, out=t), out=t)  # s * |x|
+                np.multiply(s, run_max_pool(t, g, cl, False, parallel)[0], out=o)
+            else:
+                a = run_avg_pool(_pow_into(xs, p, t), g, cl, True, 0, parallel)
+                if a.dtype == o.dtype:
+                    np.multiply(a, K, out=o)
+                    o **= 1.0 / p  # in place: the same ufunc as ``** (1.0 / p)``
+                else:  # NumPy 1.x, float32 and |p| > 3.4e38: computed in float64, rounded once at the end
+                    o[...] = (a * K) ** (1.0 / p)
+                del a  # before the next group's
+    return out
 
 
 def run_lp_pool_backward(grad, x, p, g, cl, parallel):
-    """PyTorch's autograd values for :func:`run_lp_pool` (a zero window sum gives zero)."""
+    """PyTorch's autograd values for :func:`run_lp_pool` (a zero window sum gives zero).
+
+    Group by group of (n, c) planes (:func:`_lp_groups`), the whole chain -- ``x ** p``,
+    its average, the output cells' factor, the spread back over the windows, the product
+    with ``p * x ** (p - 1)`` -- runs on the group's slices, with temporaries of at most
+    half the grad_input's bytes all told (or a group's minimum, :func:`_lp_groups`); each
+    group's product is written into its slice of the result. Every step is the whole-array
+    formula's elementwise operation and planes never mix: the same values bit for bit
+    (NaN's sign bit aside, as in :func:`run_lp_pool`).
+    """
+    gx = np.empty(x.shape, dtype=x.dtype)
+    plane, out_plane = _lp_planes(x, cl, g)
+    wt = x.dtype if math.isinf(p) else _pow_dtype(x.dtype, p)
+    if math.isinf(p):  # s*|x| then sign(x) in the buffer, the scatter, isnan's mask; max values, indices
+        per_plane = plane * (2 * x.itemsize + 1) + out_plane * (x.itemsize + 8)
+    else:  # x**p then p*x**(p-1) in the buffer, the spread, ~7 output-sized steps of the factor
+        per_plane = plane * (wt.itemsize + x.itemsize) + 7 * out_plane * wt.itemsize
+    groups, most = _lp_groups(x, cl, per_plane, gx.nbytes // 2, parallel)
+    buf = np.empty(most * plane, dtype=wt)
+    zero = x.dtype.type(0)
+    K = math.prod(g.kernel)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if math.isinf(p):
-            s = 1 if p > 0 else -1
-            idx = run_max_pool(s * np.abs(x), g, cl, True, parallel)[1]
-            g_abs = _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel)
-            return g_abs * _sign(x)
-        K = math.prod(g.kernel)
-        a = run_avg_pool(x ** p, g, cl, True, 0, parallel)
-        b = a * K
-        gt = grad * ((1.0 / p) * b ** (1.0 / p - 1.0)) * K
-        sa = _sign(a)  # through sign(a) * relu(|a|): relu masks |a| <= 0, sign(a) enters twice
-        ga = np.where(a == 0, x.dtype.type(0), gt * sa * sa)  # zero sum -> zero gradient
-        g_pow = _spread_avg(ga, x, g, cl, True, 0, parallel)
-        gx = g_pow * (p * x ** (p - 1.0))
-    return gx.astype(x.dtype, copy=False)
+        for sel in groups:
+            xs, gs = x[sel], grad[sel]
+            t = buf[:xs.size].reshape(xs.shape)
+            if math.isinf(p):
+                s = 1 if p > 0 else -1
+                idx = run_max_pool(np.multiply(s, np.abs(xs, out=t), out=t), g, cl, True, parallel)[1]
+                g_abs = _scatter_to(gs, idx, np.zeros(xs.shape, dtype=x.dtype), cl, True, parallel)
+                del idx
+                np.multiply(g_abs, _sign_into(xs, t), out=gx[sel])  # g_abs * sign(x)
+                continue
+            a = run_avg_pool(_pow_into(xs, p, t), g, cl, True, 0, parallel)
+            gt = gs * ((1.0 / p) * (a * K) ** (1.0 / p - 1.0)) * K
+            sa = _sign(a)  # through sign(a) * relu(|a|): relu masks |a| <= 0, sign(a) enters twice
+            ga = np.where(a == 0, zero, gt * sa * sa)  # zero sum -> zero gradient
+            del a, gt, sa
+            g_pow = _spread_avg(ga, xs, g, cl, True, 0, parallel)
+            del ga
+            _pow_into(xs, p - 1.0, t)
+            np.multiply(g_pow, np.multiply(p, t, out=t), out=gx[sel])  # g_pow * (p * x ** (p - 1))
+    return gx
+
+
+def _lp_planes(x, cl, g):
+    """Cells of one (n, c) plane of the batched ``x`` and of its pooled output (geometry ``g``)."""
+    return math.prod(Lay.spatial_shape(x.shape, cl)), math.prod(g.out_size)
+
+
+def _lp_groups(x, cl, plane_bytes, budget, parallel):
+    """``(selections, most)``: index tuples that split the batched ``x`` (and any array in its
+    layout: output, gradients) into groups of (n, c) planes, and the most planes in one group.
+
+    A group holds at most ``budget // plane_bytes`` planes (``plane_bytes``: a plane's
+    temporaries), as whole batch entries when an entry fits, else as a run of channels of
+    one entry, and at least one plane: one plane's temporaries is the bound when a single
+    plane is over the budget. The groups are even (sizes differ by one at most), so no small
+    remainder is left over. When the whole array would run the parallel kernels, a group is
+    also at least ``config.CPU_PARALLEL_MIN_SIZE`` cells (so it runs them too) and,
+    channels-first (whose kernels split the planes among the threads), one plane per thread.
+    """
+    N, C = Lay.nc(x.shape, cl)
+    if not N * C:
+        return [], 0
+    plane = x.size // (N * C)
+    size = least = max(1, budget // max(1, plane_bytes))
+    if _use_parallel(x.size, parallel):
+        least = max(-(-config.CPU_PARALLEL_MIN_SIZE // max(1, plane)), 1 if cl else get_num_threads())
+        size = max(size, least)
+    if size >= C:  # batch entries: k a group, at least ``least`` planes
+        k = min(N, max(size // C, -(-least // C)))
+        return [_lp_sel(cl, b, slice(None)) for b in _even(N, k)], -(-N // -(-N // k)) * C
+    return [_lp_sel(cl, slice(n, n + 1), c) for n in range(N) for c in _even(C, size)], -(-C // -(-C // size))
+
+
+def _even(n, most):
+    """``n`` items as consecutive slices of at most ``most`` items, as few and as even as can be."""
+    groups = -(-n // most)
+    return [slice(i * n // groups, (i + 1) * n // groups) for i in range(groups)]
+
+
+def _lp_sel(cl, batch, channels):
+    """The index of a batch range and a channel range of a batched array."""
+    return (batch, Ellipsis, channels) if cl else (batch, channels)
+
+
+class _PowProbe(np.ndarray):
+    """An array whose every ufunc call returns the ufunc itself (see :func:`_pow_ufunc`)."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return ufunc
+
+
+@functools.lru_cache(maxsize=64)
+def _pow_ufunc(e):
+    """The ufunc ``a ** e`` runs for a float array ``a`` and a Python float ``e``: ``np.power``, or
+    the one ``ndarray.__pow__`` hands some exponents to instead (NumPy 2: 0.5 -> ``np.sqrt``;
+    NumPy 1.x also 2 -> ``np.square``, 1, -1, 0), as this NumPy does it."""
+    return np.zeros(1).view(_PowProbe) ** e
+
+
+def _pow_dtype(dtype, e):
+    """The dtype of ``x ** e`` for an array ``x`` of ``dtype`` (``dtype`` itself, except on NumPy 1.x for
+    float32 and a Python float beyond float32's range: float64)."""
+    with np.errstate(over="ignore"):  # NumPy 2 rounds a huge ``e`` to float32's inf
+        return (np.ones(1, dtype) ** e).dtype
+
+
+def _pow_into(src, e, dst):
+    """``dst[...] = src ** e`` bit for bit (``e`` a Python float), through the same ufunc; returns ``dst``."""
+    ufunc = _pow_ufunc(e)
+    return np.power(src, e, out=dst) if ufunc is np.power else ufunc(src, out=dst)
+
+
+def _sign_into(a, out):
+    """:func:`_sign` of ``a`` written into ``out`` (same values: NaN gives 0); returns ``out``."""
+    np.sign(a, out=out)
+    np.copyto(out, out.dtype.type(0), where=np.isnan(a))
+    return out
 
 
 # ================================================================ argument checks (once per call)
