@@ -30,7 +30,8 @@ from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
-           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "gather", "avg_gather", "KERNELS"]
+           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "count_outside", "gather", "avg_gather",
+           "KERNELS", "CHECKS"]
 
 
 # ---------------------------------------------------------------- 3-d pooling kernels
@@ -508,21 +509,45 @@ def adaptive_avg_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
 
 # ---------------------------------------------------------------- index scatter / gather, avg gather
 def scatter(src, idx, dst, accumulate):
-    """``dst[n, c, idx[n, c, p]] (+)= src[n, c, p]`` over (N, C, P); one thread per (n, c) plane.
+    """``dst[n, c, idx[n, c, p]] (+)= src[n, c, p]`` over (N, C, P), ``dst`` zeroed first;
+    one thread per (n, c) plane.
 
     Within a plane ``p`` runs in order, so accumulation order (max backward) and
-    "last write wins" (unpooling with repeated indices) never depend on threads.
+    "last write wins" (unpooling with repeated indices) never depend on threads. Each
+    plane of ``dst`` (``np.empty`` will do) is zeroed by the thread that scatters into
+    it: the plane is then in that core's cache, where a separate ``np.zeros`` leaves
+    fresh pages to fault in at random writes.
     """
     N, C, P = src.shape
+    Q = dst.shape[2]
     for q in prange(N * C):
         n = q // C
         c = q - n * C
+        for j in range(Q):
+            dst[n, c, j] = 0
         if accumulate:
             for p in range(P):
                 dst[n, c, idx[n, c, p]] += src[n, c, p]
         else:
             for p in range(P):
                 dst[n, c, idx[n, c, p]] = src[n, c, p]
+
+
+def count_outside(idx, Q):
+    """How many of the int64 ``idx`` (N, C, P) lie outside ``[0, Q)``: the range check of
+    caller-given indices, one parallel pass (NumPy's ``min`` and ``max`` are two serial
+    ones). A check, not a kernel: host code runs it before any kernel."""
+    N, C, P = idx.shape
+    uQ = np.uint64(Q)
+    bad = 0
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        nb = 0
+        for p in range(P):
+            nb += np.uint64(idx[n, c, p]) >= uQ  # i < 0 wraps to a huge unsigned value
+        bad += nb
+    return bad
 
 
 def gather(src, idx, dst):
@@ -582,3 +607,6 @@ for _name, _fn in [("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("adaptive_ma
                    ("adaptive_max_cl", adaptive_max_cl)]:
     KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn
+#: ``CHECKS[(name, parallel)]`` -> compiled argument checks (validation, run before any kernel).
+CHECKS = {}
+CHECKS[("count_outside", False)], CHECKS[("count_outside", True)] = njit_pair(count_outside)

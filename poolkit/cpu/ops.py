@@ -27,6 +27,7 @@ from .. import config
 from .. import geometry as G
 from .._docs import document_twins
 from .kernels2d import KERNELS as _KERNELS_2D
+from .kernels_nd import CHECKS as _CHECKS
 from .kernels_nd import KERNELS as _KERNELS_ND
 from ..threads import parallel_slot
 
@@ -372,11 +373,15 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
     return out
 
 
-def _scatter_to(src, idx, dst, cl, accumulate, parallel):
-    """``dst[idx] (+)= src`` per plane, in scan order (max backward, unpooling)."""
+def _scatter(src, idx, shape, cl, accumulate, parallel):
+    """A new array of ``shape`` (``src``'s dtype): zeros, then ``[idx] (+)= src`` per plane, in
+    scan order (max backward, unpooling); the kernel zeroes each plane before its scatter."""
+    dst = np.empty(shape, dtype=src.dtype)
     if src.size:
         s, i, d = Lay.flat3(src, cl), Lay.flat3(idx, cl), Lay.flat3(dst, cl)
         _kernel("scatter", parallel, max(src.size, dst.size))(s, i, d, bool(accumulate))
+    else:
+        dst[...] = 0
     return dst
 
 
@@ -521,7 +526,7 @@ def run_lp_pool_backward(grad, x, p, g, cl, parallel):
             if math.isinf(p):
                 s = 1 if p > 0 else -1
                 idx = run_max_pool(np.multiply(s, np.abs(xs, out=t), out=t), g, cl, True, parallel)[1]
-                g_abs = _scatter_to(gs, idx, np.zeros(xs.shape, dtype=x.dtype), cl, True, parallel)
+                g_abs = _scatter(gs, idx, xs.shape, cl, True, parallel)
                 del idx
                 np.multiply(g_abs, _sign_into(xs, t), out=gx[sel])  # g_abs * sign(x)
                 continue
@@ -645,20 +650,26 @@ def _grad(grad_output, x, out_spatial, cl, batched, op):
     return g if batched else g[None]
 
 
-def _user_indices(indices, shape, batched, op, n_cells):
-    """Check indices given by the caller: shape, integer dtype, values inside one plane."""
+def _user_indices(indices, shape, batched, op, n_cells, cl, parallel):
+    """Check indices given by the caller: shape, integer dtype, values inside one plane of
+    ``n_cells`` (one parallel pass, :func:`.kernels_nd.count_outside`; min and max only for
+    the message)."""
     idx = G.check_indices(indices, shape if batched else shape[1:], op)
+    idx = idx if batched else idx[None]
     if idx.size:
-        G.check_index_range(idx.min(), idx.max(), n_cells, op)
-    return idx if batched else idx[None]
+        with parallel_slot(_use_parallel(idx.size, parallel)) as par:
+            outside = _CHECKS[("count_outside", par)](Lay.flat3(idx, cl), n_cells)
+        if outside:
+            G.check_index_range(int(idx.min()), int(idx.max()), n_cells, op)
+    return idx
 
 
-def _max_indices(op, x, cl, batched, out_spatial, indices, compute):
+def _max_indices(op, x, cl, batched, out_spatial, indices, compute, parallel):
     """The caller's indices (checked), or ``compute()``'s."""
     if indices is None:
         return compute()
     shape = Lay.batched_shape(*Lay.nc(x.shape, cl), out_spatial, cl)
-    return _user_indices(indices, shape, batched, op, math.prod(Lay.spatial_shape(x.shape, cl)))
+    return _user_indices(indices, shape, batched, op, math.prod(Lay.spatial_shape(x.shape, cl)), cl, parallel)
 
 
 def _results(batched, out, idx=None):
@@ -690,8 +701,8 @@ def _max_pool_backward(op, nd, grad_output, x, kernel_size, stride, padding, dil
     grad = _grad(grad_output, x, g.out_size, cl, batched, op)
     omit = _omits(nan_policy, op, x)
     idx = _max_indices(op, x, cl, batched, g.out_size, indices,
-                       lambda: run_max_pool(x, g, cl, True, parallel, omit)[1])
-    return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
+                       lambda: run_max_pool(x, g, cl, True, parallel, omit)[1], parallel)
+    return _results(batched, _scatter(grad, idx, x.shape, cl, True, parallel))
 
 
 def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
@@ -743,8 +754,8 @@ def _adaptive_max_backward(op, nd, grad_output, x, output_size, return_indices, 
     grad = _grad(grad_output, x, ag.out_size, cl, batched, op)
     omit = _omits(nan_policy, op, x)
     idx = _max_indices(op, x, cl, batched, ag.out_size, indices,
-                       lambda: run_adaptive_max_pool(x, ag, cl, True, parallel, omit)[1])
-    return _results(batched, _scatter_to(grad, idx, np.zeros(x.shape, dtype=x.dtype), cl, True, parallel))
+                       lambda: run_adaptive_max_pool(x, ag, cl, True, parallel, omit)[1], parallel)
+    return _results(batched, _scatter(grad, idx, x.shape, cl, True, parallel))
 
 
 def _adaptive_avg(op, nd, x, output_size, layout, parallel, nan_policy):
@@ -801,25 +812,25 @@ def _lp_pool_backward(op, nd, grad_output, x, norm_type, kernel_size, stride, ce
     return _results(batched, run_lp_pool_backward(grad, x, p, g, cl, parallel))
 
 
-def _unpool_call(op, nd, x, indices, kernel_size, stride, padding, output_size, layout):
+def _unpool_call(op, nd, x, indices, kernel_size, stride, padding, output_size, layout, parallel):
     x, cl, batched, spatial = G.prepare_array(x, op, nd, layout, allow_int=True)
     x = _read_only(x)
     size = G.unpool_output_size(op, spatial, kernel_size, stride, padding, output_size, channels_last=cl)
-    idx = _user_indices(indices, x.shape, batched, op, math.prod(size))
+    idx = _user_indices(indices, x.shape, batched, op, math.prod(size), cl, parallel)
     return x, cl, batched, size, idx
 
 
 def _max_unpool(op, nd, x, indices, kernel_size, stride, padding, output_size, layout, parallel):
     x, cl, batched, size, idx = _unpool_call(op, nd, x, indices, kernel_size, stride, padding,
-                                             output_size, layout)
-    out = np.zeros(Lay.batched_shape(*Lay.nc(x.shape, cl), size, cl), dtype=x.dtype)
-    return _results(batched, _scatter_to(x, idx, out, cl, False, parallel))
+                                             output_size, layout, parallel)
+    shape = Lay.batched_shape(*Lay.nc(x.shape, cl), size, cl)
+    return _results(batched, _scatter(x, idx, shape, cl, False, parallel))
 
 
 def _max_unpool_backward(op, nd, grad_output, x, indices, kernel_size, stride, padding, output_size,
                          layout, parallel):
     x, cl, batched, size, idx = _unpool_call(op, nd, x, indices, kernel_size, stride, padding,
-                                             output_size, layout)
+                                             output_size, layout, parallel)
     grad = _grad(grad_output, x, size, cl, batched, op)
     gx = np.empty(x.shape, dtype=x.dtype)
     if gx.size:
