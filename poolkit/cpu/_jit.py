@@ -141,7 +141,7 @@ def take_max(v, a, g, flat):
     # seen yet (needed for integer inputs equal to the identity; ``vmax`` gives
     # ``v`` then, since ``a`` is still the identity). The index is a bit-mask
     # select, for the same masked-store reason as in ``vmax``.
-    m = -np.int64((v > a) | (v != v) | (g < 0))
+    m = -type(g)((v > a) | (v != v) | (g < 0))  # all ones where v wins, in g's width
     return vmax(v, a), (flat & m) | (g & ~m)
 
 
@@ -161,7 +161,7 @@ def vmax_omit(v, a):
 def take_max_omit(v, a, g, flat):
     # ``vmax_omit`` with the index: the first valid maximum; a window with no
     # valid cell keeps the index of its first in-range cell (``g < 0`` takes it).
-    m = -np.int64((v > a) | ((a != a) & (v == v)) | (g < 0))
+    m = -type(g)((v > a) | ((a != a) & (v == v)) | (g < 0))
     return vmax_omit(v, a), (flat & m) | (g & ~m)
 
 

@@ -608,19 +608,27 @@ def avg_nhwc(x, out, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     iw += g
 
 
-def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
+def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init, iproto):
+    # Max with indices, channels-last: per output cell, the running maxima and indices of
+    # all C channels are kept in two thread-local rows (``m``, ``g``) and stored once at
+    # the end. The indices are counted in ``iproto``'s dtype: int32 when a plane's flat
+    # positions fit (host code picks), so that an index select is as wide as the float32
+    # value select (8 lanes) instead of int64's 4, and the rows do not alias the output.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     uC = np.uint64(C)
+    none = iproto.dtype.type(-1)
     for q in prange(N * OH):
         n = q // OH
         oh = q - n * OH
         hs = oh * SH - PH
+        m = np.empty(C, dtype=out.dtype)
+        g = np.empty(C, dtype=iproto.dtype)
         for ow in range(OW):
             ws = ow * SW - PW
             for c in range(uC):
-                out[n, oh, ow, c] = init
-                idx[n, oh, ow, c] = -1
+                m[c] = init
+                g[c] = none
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
@@ -629,10 +637,12 @@ def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init):
                     iw = ws + kw * DW
                     if iw < 0 or iw >= W:
                         continue
-                    flat = ih * W + iw
+                    flat = iproto.dtype.type(ih * W + iw)
                     for c in range(uC):
-                        out[n, oh, ow, c], idx[n, oh, ow, c] = take_max(
-                            x[n, ih, iw, c], out[n, oh, ow, c], idx[n, oh, ow, c], flat)
+                        m[c], g[c] = take_max(x[n, ih, iw, c], m[c], g[c], flat)
+            for c in range(uC):
+                out[n, oh, ow, c] = m[c]
+                idx[n, oh, ow, c] = g[c]
 
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel; the notebooks inspect these.

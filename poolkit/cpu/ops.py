@@ -93,6 +93,12 @@ def _count_proto(dtype, cells):
     return np.empty(0, dtype=dtype if cells <= exact else np.int64)
 
 
+def _index_proto(cells):
+    """A 0-size array whose dtype a kernel counts flat indices of a ``cells``-cell plane in:
+    int32 where they fit (as wide as float32 lanes), else int64."""
+    return np.empty(0, dtype=np.int32 if cells <= np.iinfo(np.int32).max else np.int64)
+
+
 def _nchunks(units, parallel):
     """How many pieces the parallel loop of a scratch-using kernel is cut into."""
     return max(1, min(units, 8 * get_num_threads())) if parallel else 1
@@ -121,7 +127,7 @@ def run_max_pool2d(x, out, idx, stride, padding, dilation, kernel, *, channels_l
 def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omit):
     # run_max_pool2d's kernel choice, inside the parallel slot (``par`` as admitted).
     if idx is not None and channels_last:
-        KERNELS[(_named("max_idx_nhwc", omit), par)](x, out, idx, *args)
+        KERNELS[(_named("max_idx_nhwc", omit), par)](x, out, idx, *args, _index_proto(x.shape[1] * x.shape[2]))
     elif idx is not None:
         KERNELS[(_named("max_idx_nchw", omit), par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par),
                                                      *args)
