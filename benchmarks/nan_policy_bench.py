@@ -26,12 +26,15 @@ CASES = [
     ("max 3x3 s2 p1 +indices", "max_pool2d", (8, 64, 112, 112),
      dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
     ("avg 2x2 s2", "avg_pool2d", (8, 128, 112, 112), dict(kernel_size=2, stride=2)),
+    ("avg 3x3 s2 p1", "avg_pool2d", (8, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
     ("avg 3x3 s1 p1 nopad", "avg_pool2d", (8, 192, 28, 28),
      dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)),
+    ("avg 4x4 s4", "avg_pool2d", (8, 64, 112, 112), dict(kernel_size=4, stride=4)),
     ("adaptive avg ->7", "adaptive_avg_pool2d", (8, 512, 30, 30), dict(output_size=7)),
     ("global avg", "global_avg_pool2d", (32, 2048, 7, 7), dict()),
     ("max3d 2 s2", "max_pool3d", (2, 32, 48, 96, 96), dict(kernel_size=2, stride=2)),
     ("avg3d 2 s2", "avg_pool3d", (2, 32, 48, 96, 96), dict(kernel_size=2, stride=2)),
+    ("avg3d 3 s2 p1", "avg_pool3d", (2, 32, 48, 96, 96), dict(kernel_size=3, stride=2, padding=1)),
 ]
 
 
