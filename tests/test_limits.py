@@ -116,6 +116,47 @@ def test_huge_windows_cost_no_memory_per_tap():
     assert peak - base < 100_000, (base, peak)  # KiB: < 100 MB above the warmed-up process
 
 
+_OMIT_RSS_SCRIPT = """
+import json, os, threading, time, numpy as np, poolkit
+small = np.ones((1, 1, 4, 8, 8), np.float32)
+poolkit.avg_pool2d(small[:, :, 0], 3, 1, 1, nan_policy="omit"); poolkit.avg_pool3d(small, 3, 1, 1, nan_policy="omit")
+x = np.random.default_rng(0).standard_normal((1, 1, 64, 512, 512), dtype=np.float32)  # 64 MiB
+x[:, :, ::7, ::3] = np.nan
+planes = x.reshape(1, 1, 4096, 4096)
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+base, peak, done = rss(), [0], threading.Event()
+
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.001)
+sampler = threading.Thread(target=sample)
+sampler.start()
+out = [poolkit.avg_pool2d(planes, 3, 1, 1, nan_policy="omit")]
+out.append(poolkit.avg_pool3d(x, 3, 1, 1, nan_policy="omit"))
+done.set()
+sampler.join()
+print(json.dumps([base, max(peak[0], rss())]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_omit_averages_of_one_big_plane_keep_a_small_scratch():
+    """One 64 MiB plane (2-d 4096x4096, 3-d 64x512x512) with overlapping 3-wide windows under
+    nan_policy="omit": the kernels prepare input rows (NaN as 0, valid counts) in rings of a
+    window's rows, so the peak above the input is the two 64 MiB outputs (a whole prepared
+    plane added 132 MiB). Resident memory of a fresh process, sampled every
+    millisecond (Numba's scratch is not seen by tracemalloc; Linux's /proc)."""
+    out = subprocess.run([sys.executable, "-c", _OMIT_RSS_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    base, peak = json.loads(out.stdout.strip().splitlines()[-1])
+    assert peak - base < (2 * 64 + 40) * 2 ** 20, (base, peak)  # bytes: the outputs + 40 MiB (was +132)
+
+
 @pytest.mark.parametrize("backend", BACKENDS_2D)
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_huge_windows_on_every_backend_forward_and_backward(backend, layout):

@@ -167,11 +167,13 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     # (``sweep_add_omit``; padding is NaN in the scratch plane: neither summed nor
     # counted). Any other window reads a cell several times, or needs a general
     # per-tap loop whose selects x86 code generation turns into branches (7-28x
-    # ``avg_nchw`` at 30% random NaN): there each plane is first copied once with NaN
-    # as +0.0 (``Z``; adding +0.0 changes no sum, bit for bit, see add_valid), the
-    # sums are ``avg_nchw``'s own sweeps over ``Z``, and the counts come from ``R``,
-    # each input row's valid cells per output column, added over the window's rows
-    # (``_jit.omit_row`` makes both).
+    # ``avg_nchw`` at 30% random NaN): there each input row is first prepared once
+    # (``_jit.omit_row``): a copy with NaN as +0.0 in ``Z`` (adding +0.0 changes no
+    # sum, bit for bit, see add_valid), summed by ``avg_nchw``'s own sweeps, and in
+    # ``R`` the row's valid cells per output column, added over the window's rows.
+    # ``Z`` and ``R`` are rings of KH rows (row ``ih`` in slot ``ih % KH``, ``tag``
+    # says which row a slot holds): a window's rows are KH consecutive ones, and
+    # the scratch stays small whatever the plane's size.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
@@ -182,11 +184,12 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     one = proto.dtype.type(1)
     czero = proto.dtype.type(0)
     for i in prange(nchunks):
-        pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # ``pairs``: NaN-padded; else ``Z``
-        if pairs:
-            pad[:] = np.nan  # padding cells: skipped, like NaN
+        pad = np.empty((1 if direct else H, T) if pairs else (0, T), dtype=out.dtype)
+        pad[:] = np.nan  # padding cells: skipped, like NaN
+        Z = np.zeros((0 if pairs else KH, T), dtype=out.dtype)  # pads stay zero
+        R = np.empty((0 if pairs else KH, OW), dtype=proto.dtype)
+        tag = np.empty(0 if pairs else KH, dtype=np.int64)
         valid = np.zeros((1, T), dtype=proto.dtype)  # one row of Z's valid cells (pads stay 0)
-        R = np.empty((1 if pairs else H, OW), dtype=proto.dtype)
         acc = np.empty(OW, dtype=out.dtype)
         cnt = np.empty(OW, dtype=proto.dtype)
         div = np.empty(OW, dtype=out.dtype)
@@ -194,17 +197,13 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
-            if direct:
-                plane = x[n, c]
-            elif pairs:
+            plane = x[n, c]
+            if pairs and not direct:
                 for ih in range(H):
                     for iw in range(np.uint64(W)):
                         pad[ih, uPW + iw] = x[n, c, ih, iw]
                 plane = pad
-            else:
-                for ih in range(H):
-                    omit_row(x[n, c, ih], pad, R, ih, valid, OW, SW, KW, uPW, zero, one, czero)
-                plane = pad
+            tag[:] = -1
             for oh in range(OH):
                 acc[:] = 0
                 cnt[:] = czero
@@ -215,9 +214,13 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
                         if pairs:
                             sweep_add_omit(acc, cnt, plane, ih, OW, SW, KW, zero, czero, one)
                         else:
-                            sweep_add(acc, plane, ih, OW, SW, KW)
+                            slot = ih % KH
+                            if tag[slot] != ih:
+                                omit_row(x[n, c, ih], Z, R, slot, valid, OW, SW, KW, uPW, zero, one, czero)
+                                tag[slot] = ih
+                            sweep_add(acc, Z, slot, OW, SW, KW)
                             for ow in range(OW):
-                                cnt[ow] += R[ih, ow]
+                                cnt[ow] += R[slot, ow]
                 for ow in range(OW):
                     div[ow] = cnt[ow] + (full_h[oh] * full_w[ow] - in_h[oh] * in_w[ow])  # exact, cast
                     if override != 0:

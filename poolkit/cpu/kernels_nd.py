@@ -222,10 +222,13 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
     2-wide, stride-2 windows: ``avg_omit_nchw``'s row sweeps (:func:`._jit.sweep_add_omit`)
     once per valid (kd, kh) input row of a window; a row that needs padding (or
     ceil_mode's overhang) is first copied into a NaN-padded scratch row (its pads are
-    skipped like NaN). Other windows: each (n, c) plane is first prepared once
-    (:func:`._jit.omit_row`: NaN as +0.0 in ``Z``, each row's valid counts per output
+    skipped like NaN). Other windows: each input row is prepared once
+    (:func:`._jit.omit_row`: NaN as +0.0 in ``Z``, the row's valid counts per output
     column in ``R``), then summed with ``avg3d_cf``'s sweeps and counted from ``R``.
-    Parallel over ``nchunks`` pieces of the (n, c) planes, scratch allocated once per piece.
+    ``Z`` and ``R`` hold a ring of KD depth slices (slice ``id`` in slot ``id % KD``,
+    ``tag`` says which): a window's slices are KD consecutive ones, so the scratch is
+    KD slices however deep the volume. Parallel over ``nchunks`` pieces of the (n, c)
+    planes, scratch allocated once per piece.
     """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -239,8 +242,9 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
     for i in prange(nchunks):
         row = np.empty((1, T), dtype=out.dtype)
         row[:] = np.nan  # padding cells: skipped, like NaN
-        Z = np.zeros((0 if pairs else D * H, T), dtype=out.dtype)  # pads stay zero
-        R = np.empty((0 if pairs else D * H, OW), dtype=proto.dtype)
+        Z = np.zeros((0 if pairs else KD * H, T), dtype=out.dtype)  # pads stay zero
+        R = np.empty((0 if pairs else KD * H, OW), dtype=proto.dtype)
+        tag = np.empty(0 if pairs else KD, dtype=np.int64)
         valid = np.zeros((1, T), dtype=proto.dtype)
         acc = np.empty(OW, dtype=out.dtype)
         cnt = np.empty(OW, dtype=proto.dtype)
@@ -249,12 +253,16 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
-            if not pairs:
-                for id_ in range(D):
-                    for ih in range(H):
-                        omit_row(x[n, c, id_, ih], Z, R, id_ * H + ih, valid, OW, SW, KW, uPW, zero, one, czero)
+            tag[:] = -1
             for od in range(OD):
                 ds = od * SD - PD
+                for kd in range(KD if not pairs else 0):  # the window's depth slices into the ring
+                    id_ = ds + kd
+                    if 0 <= id_ < D and tag[id_ % KD] != id_:
+                        for ih in range(H):
+                            omit_row(x[n, c, id_, ih], Z, R, (id_ % KD) * H + ih, valid, OW, SW, KW, uPW, zero,
+                                     one, czero)
+                        tag[id_ % KD] = id_
                 for oh in range(OH):
                     hs = oh * SH - PH
                     acc[:] = 0
@@ -268,7 +276,7 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
                             if ih < 0 or ih >= H:
                                 continue
                             if not pairs:
-                                r = id_ * H + ih
+                                r = (id_ % KD) * H + ih
                                 sweep_add(acc, Z, r, OW, SW, KW)
                                 for ow in range(OW):
                                     cnt[ow] += R[r, ow]
