@@ -414,6 +414,31 @@ def test_negative_divisor_override_divides_like_torch(nd, cl):
             assert_same(back(fn(gl, xl, *args, divisor_override=-3, layout=layout)), xt.grad.numpy())
 
 
+# ------------------------------------------------------------------ the sign of a zero gradient
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])
+def test_avg_backward_of_a_negative_zero_gradient_is_plus_zero_like_torch(nd, cl):
+    """PyTorch adds each window's share into a zeroed gradient, so -0.0 comes back as +0.0: the
+    gather (overlapping windows) and the spread (windows that never overlap: written, not added)
+    keep that sign, serial and parallel (assert_same cannot see it)."""
+    layout = G.LAYOUTS[nd][int(cl)]
+    spatial = (8, 10, 12)[:nd]
+    for args in [(2,), (3, 2, 1), (2, 3), (3, 1, 1), (2, 2, 0, True)]:
+        xt = torch.zeros((2, 3) + spatial, requires_grad=True)
+        y = getattr(F, f"avg_pool{nd}d")(xt, *args)
+        g = -torch.zeros_like(y)
+        g.view(-1)[::3] = torch.randn(g.numel() // 3 + (g.numel() % 3 > 0))  # some non-zero shares too
+        y.backward(g)
+        want = xt.grad.numpy()
+        gl, xl = (np.ascontiguousarray(np.moveaxis(a.detach().numpy(), 1, -1)) if cl else a.detach().numpy()
+                  for a in (g, xt))
+        for par in (False, True):
+            got = getattr(cpu, f"avg_pool{nd}d_backward")(gl, xl, *args, layout=layout, parallel=par)
+            got = np.moveaxis(got, -1, 1) if cl else got
+            assert_same(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=f"{args} parallel={par}")
+
+
 # ------------------------------------------------------------------ max_unpool's output_size, any layout
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("cl", [False, True], ids=["channels_first", "channels_last"])

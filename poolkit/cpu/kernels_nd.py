@@ -30,7 +30,7 @@ from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
-           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "count_outside", "gather", "avg_gather",
+           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "count_outside", "gather", "avg_gather", "avg_spread",
            "KERNELS", "CHECKS"]
 
 
@@ -568,6 +568,47 @@ def gather(src, idx, dst):
             dst[n, c, p] = src[n, c, idx[n, c, p]]
 
 
+def avg_spread(share, gx, SD, SH, SW, PD, PH, PW, KD, KH, KW):
+    """Average-pooling backward for windows that never overlap (``K <= S`` in every
+    dimension) over (N, C, D, H, W); one thread per (n, c).
+
+    Every input cell lies in at most one window, so it gets ``share + 0`` of that
+    window (what :func:`avg_gather` adds to zero: the same bits, -0.0 becoming +0.0)
+    or 0, and no order is left to keep: each window's share is written straight into
+    its cells, whole input rows at a time (2-wide, stride 2: two stores per output, a
+    vector loop), instead of each cell looking its windows up.
+    """
+    N, C, D, H, W = gx.shape
+    OD, OH, OW = share.shape[2], share.shape[3], share.shape[4]
+    zero = gx.dtype.type(0)
+    pairs = SW == 2 and KW == 2 and PW == 0 and 2 * OW <= W
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        gx[n, c] = zero
+        for od in range(OD):
+            for kd in range(KD):
+                id_ = od * SD - PD + kd
+                if id_ < 0 or id_ >= D:
+                    continue
+                for oh in range(OH):
+                    for kh in range(KH):
+                        ih = oh * SH - PH + kh
+                        if ih < 0 or ih >= H:
+                            continue
+                        if pairs:
+                            for ow in range(OW):
+                                v = share[n, c, od, oh, ow] + zero
+                                gx[n, c, id_, ih, 2 * ow] = v
+                                gx[n, c, id_, ih, 2 * ow + 1] = v
+                        else:
+                            for ow in range(OW):
+                                for kw in range(KW):
+                                    iw = ow * SW - PW + kw
+                                    if 0 <= iw < W:
+                                        gx[n, c, id_, ih, iw] = share[n, c, od, oh, ow] + zero
+
+
 def avg_gather(share, gx, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, nw):
     """Average-pooling backward as a gather over (N, C, D, H, W); one thread per (n, c).
 
@@ -602,7 +643,7 @@ for _name, _fn in [
     ("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("avg3d_cf", avg3d_cf), ("avg3d_cl", avg3d_cl),
     ("adaptive_max_cf", adaptive_max_cf), ("adaptive_max_cl", adaptive_max_cl),
     ("adaptive_avg_cf", adaptive_avg_cf), ("adaptive_avg_cl", adaptive_avg_cl),
-    ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather),
+    ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather), ("avg_spread", avg_spread),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
 #: The ``nan_policy="omit"`` averages divide 0 by 0 for a window with no valid cell:

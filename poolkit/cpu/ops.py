@@ -428,6 +428,13 @@ def _spread_avg(grad, x, g, cl, count_include_pad, override, parallel):
     if isinstance(div, np.ndarray):
         div = div.reshape(Lay.cell_shape(div.shape, cl))
     share = grad / div  # PyTorch: grad_delta = grad_output / divide_factor, once per output cell
+    if all(k <= s for k, s in zip(g.kernel, g.stride)):  # windows never overlap: written, not gathered
+        gx = np.empty(x.shape, dtype=x.dtype)
+        if gx.size:
+            g3 = G.with_unit_dims(g, 3)
+            _kernel("avg_spread", parallel, gx.size)(Lay.cf5(share, g.nd, cl), Lay.cf5(gx, g.nd, cl), *g3.stride,
+                                                     *g3.padding, *g3.kernel)
+        return gx
     return _spread(share, x.shape, x.dtype, G.window_extents(g), g.in_size, g.nd, cl, parallel)
 
 
