@@ -15,7 +15,7 @@ from numba import njit, prange
 from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, sweep_add, sweep_add_omit,
                    take_max, vmax)
 
-__all__ = ["max_nchw", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
+__all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
 
 
@@ -62,6 +62,53 @@ def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
             r = slots[k]
             for ow in range(OW):
                 out[n, c, oh, ow] = vmax(ring[r, ow], out[n, c, oh, ow])
+
+
+@njit(inline="always")
+def _edge_max(out, n, c, oh, ow, x, ih, W, SW, PW, KW, DW, init):
+    # One output cell whose window reaches past a row end: ``_sweep_max``'s steps on
+    # the taps, a tap outside the row reading ``init`` as the padded row does.
+    m = init
+    for kw in range(KW):
+        iw = ow * SW - PW + kw * DW
+        v = x[n, c, ih, iw] if 0 <= iw < W else init
+        m = v if kw == 0 else vmax(v, m)
+    out[n, c, oh, ow] = m
+
+
+@njit(inline="always")
+def _row_max(out, n, c, oh, x, ih, W, OW, SW, PW, KW, DW, init):
+    # out[n, c, oh, :] = the window maxima along W of the input row x[n, c, ih, :],
+    # read in place: the windows inside the row (ow in [lo, hi)) with ``_sweep_max``'s
+    # loops and steps, unsigned indices (no negative-index wraparound code, so the
+    # stride-2 loops vectorise), the few that reach past an end one by one.
+    lo = min(OW, (PW + SW - 1) // SW)  # first window starting inside the row
+    last = W - 1 - (KW - 1) * DW + PW  # a window inside the row starts at ow*SW - PW <= last - PW
+    hi = max(lo, min(OW, last // SW + 1)) if last >= 0 else lo
+    for ow in range(lo):
+        _edge_max(out, n, c, oh, ow, x, ih, W, SW, PW, KW, DW, init)
+    for ow in range(hi, OW):
+        _edge_max(out, n, c, oh, ow, x, ih, W, SW, PW, KW, DW, init)
+    b = np.uint64(lo * SW - PW)  # the first interior window's first tap
+    J = np.uint64(hi - lo)
+    ulo = np.uint64(lo)
+    one, two = np.uint64(1), np.uint64(2)
+    if SW == 2 and DW == 1 and KW == 3:
+        for j in range(J):
+            i = b + j + j
+            out[n, c, oh, ulo + j] = vmax(x[n, c, ih, i + two], vmax(x[n, c, ih, i + one], x[n, c, ih, i]))
+    elif SW == 2 and DW == 1 and KW == 2:
+        for j in range(J):
+            i = b + j + j
+            out[n, c, oh, ulo + j] = vmax(x[n, c, ih, i + one], x[n, c, ih, i])
+    else:
+        uSW = np.uint64(SW)
+        for j in range(J):
+            out[n, c, oh, ulo + j] = x[n, c, ih, b + j * uSW]
+        for kw in range(1, KW):
+            off = b + np.uint64(kw * DW)
+            for j in range(J):
+                out[n, c, oh, ulo + j] = vmax(x[n, c, ih, off + j * uSW], out[n, c, oh, ulo + j])
 
 
 # ---------------------------------------------------------------- NCHW kernels
@@ -226,6 +273,27 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
                     if override != 0:
                         div[ow] = override
                     out[n, c, oh, ow] = acc[ow] / div[ow]
+
+
+def max_rows(x, out, SH, SW, PH, PW, DW, KW, init):
+    # NCHW windows one row high (KH = 1: every 1-d max pool, run on H = 1 planes):
+    # each output row is one input row's window maxima, computed straight from the
+    # input into the output (``_row_max``); no padded copy, ring or fold, which is
+    # what ``max_nchw`` spends most of its time on when a window spans one row.
+    # One thread per output row.
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for q in prange(N * C * OH):
+        n = q // (C * OH)
+        r = q - n * (C * OH)
+        c = r // OH
+        oh = r - c * OH
+        ih = oh * SH - PH
+        if 0 <= ih < H:
+            _row_max(out, n, c, oh, x, ih, W, OW, SW, PW, KW, DW, init)
+        else:  # no row inside the input: cannot happen for a valid geometry
+            for ow in range(OW):
+                out[n, c, oh, ow] = init
 
 
 def max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
@@ -651,7 +719,7 @@ def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init, iproto):
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel; the notebooks inspect these.
 KERNELS = {}
 for _name, _fn in [
-    ("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("avg_nchw", avg_nchw),
+    ("max_nchw", max_nchw), ("max_rows", max_rows), ("max_idx_nchw", max_idx_nchw), ("avg_nchw", avg_nchw),
     ("max_nhwc", max_nhwc), ("max_idx_nhwc", max_idx_nhwc), ("avg_nhwc", avg_nhwc),
     ("avg_nhwc_small", avg_nhwc_small),
     ("global_max", global_max_flat), ("global_sum", global_sum_flat),
@@ -662,7 +730,7 @@ for _name, _fn in [("avg_omit_nchw", avg_omit_nchw), ("global_sum_omit", global_
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
 #: ``nan_policy="omit"``: the max kernels once more, same source, NaN-skipping steps
 #: (:func:`._jit.omit_variant`); run with ``init = NaN`` ("no valid cell yet").
-for _name, _fn in [("max_nchw", max_nchw), ("max_idx_nchw", max_idx_nchw), ("max_nhwc", max_nhwc),
+for _name, _fn in [("max_nchw", max_nchw), ("max_rows", max_rows), ("max_idx_nchw", max_idx_nchw), ("max_nhwc", max_nhwc),
                    ("max_idx_nhwc", max_idx_nhwc), ("global_max", global_max_flat)]:
     KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn

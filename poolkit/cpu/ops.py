@@ -143,6 +143,9 @@ def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omi
                                                  _nchunks(out.shape[0] * out.shape[1], par), C, *args)
         if flat is None:
             out[...] = target.reshape(out.shape)
+    elif kernel[0] == 1:  # windows one row high (1-d pooling): straight from input rows to output rows
+        SH, SW, PH, PW, DH, DW, KH, KW, init = args
+        KERNELS[(_named("max_rows", omit), par)](x, out, SH, SW, PH, PW, DW, KW, init)
     else:
         KERNELS[(_named("max_nchw", omit), par)](x, out, _nchunks(out.shape[0] * out.shape[1], par), *args)
 
