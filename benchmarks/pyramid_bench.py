@@ -33,6 +33,18 @@ of 16 MiB, 5.33 GiB written; ``--malloc default,trim,arena1,mmap``; 2026-12-03):
     | trim    |   18.0 |                          94 |       5.9 |        2.9 |
     | arena1  |   14.7 |                         120 |       7.5 |        3.7 |
     | mmap    |   19.5 |                          93 |       5.8 |        2.9 |
+
+Zarr's own thread pool (``--zarr-workers N`` sets ``ZARR_THREADING__MAX_WORKERS`` in the
+measured process) is most of those threads. Same command, ``--malloc default,trim,arena1``,
+without and then with ``--zarr-workers 1``, one after the other (2026-12-03, 04:00)::
+
+    | malloc  | Zarr pool | time s | MiB | in chunks |
+    | default | default   |   16.7 | 244 |      15.3 |
+    | trim    | default   |   23.2 |  96 |       6.0 |
+    | arena1  | default   |   15.4 | 136 |       8.5 |
+    | default | 1         |   13.2 | 148 |       9.3 |
+    | trim    | 1         |   21.3 |  92 |       5.8 |
+    | arena1  | 1         |   18.8 | 136 |       8.5 |
 """
 from __future__ import annotations
 
@@ -126,6 +138,8 @@ def main(argv=None):
     p.add_argument("--malloc", default="default,trim", help="comma-separated: " + ", ".join(MALLOC))
     p.add_argument("--out", required=True, help="a directory for the Zarr stores (replaced)")
     p.add_argument("--keep", action="store_true", help="keep the pyramid (default: remove it at the end)")
+    p.add_argument("--zarr-workers", type=int, default=None,
+                   help="size of Zarr's own thread pool (ZARR_THREADING__MAX_WORKERS; default: Zarr's)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.chunk = max(2, int(round((args.chunk_mib * 2 ** 20 / 4) ** 0.5 / 2)) * 2)  # even side
@@ -137,7 +151,7 @@ def main(argv=None):
     print(f"# pyramid_to_zarr: float32 (1, 1, {args.n}, {args.n}) = {args.n ** 2 * 4 / 2 ** 30:.2f} GiB, "
           f"chunks {args.chunk}x{args.chunk} = {chunk_mib:g} MiB ({(args.n // args.chunk) ** 2} chunks), "
           f"{args.levels} levels, mean, {'Zarr default codec' if args.compress else 'uncompressed'}, "
-          f"{args.threads} Dask threads; {platform.processor() or platform.machine()}, "
+          f"{args.threads} Dask threads, Zarr pool {args.zarr_workers or 'default'}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     print()
     print("| malloc | time s | level-0 GiB / s | peak RSS above baseline MiB | in chunks | per thread |")
@@ -148,6 +162,8 @@ def main(argv=None):
     written = 0
     for mode in modes:
         env = {**os.environ, **MALLOC[mode]}
+        if args.zarr_workers:
+            env["ZARR_THREADING__MAX_WORKERS"] = str(args.zarr_workers)
         cmd = [sys.executable, __file__, "--child", "--size-gib", str(args.size_gib), "--chunk-mib",
                str(args.chunk_mib), "--levels", str(args.levels), "--threads", str(args.threads), "--out", args.out]
         cmd += ["--compress"] if args.compress else []
