@@ -192,6 +192,12 @@ def sweep_add(acc, t, r, OW, SW, KW):
     elif SW == 1 and KW == 2:
         for ow in range(OW):
             acc[ow] = (acc[ow] + t[r, ow]) + t[r, ow + 1]
+    elif SW == 3 and KW == 3:
+        for ow in range(OW):
+            acc[ow] = ((acc[ow] + t[r, 3 * ow]) + t[r, 3 * ow + 1]) + t[r, 3 * ow + 2]
+    elif SW == 4 and KW == 4:
+        for ow in range(OW):
+            acc[ow] = (((acc[ow] + t[r, 4 * ow]) + t[r, 4 * ow + 1]) + t[r, 4 * ow + 2]) + t[r, 4 * ow + 3]
     else:
         for ow in range(OW):
             v = acc[ow]

@@ -23,8 +23,9 @@ __all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", 
 def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
     # Horizontal pass: ring[slot, ow] = max over kw (in kw order, first maximum kept)
     # of tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with the identity.
-    # The common stride-2 windows get loops with literal offsets, which LLVM turns
-    # into vector loads plus shuffles (~5x faster than one strided tap at a time).
+    # The common windows (2 and 3 wide at stride 2; k x k at stride k for k = 3, 4,
+    # PyTorch's default stride) get loops with literal offsets, which LLVM turns into
+    # vector loads plus shuffles (~3-5x faster than one strided tap at a time).
     # The ring row is indexed in place: a view per call would cost reference-count
     # updates in the hot loop.
     if SW == 2 and DW == 1 and KW == 2:
@@ -33,6 +34,12 @@ def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
     elif SW == 2 and DW == 1 and KW == 3:
         for ow in range(OW):
             ring[slot, ow] = vmax(tmp[2 * ow + 2], vmax(tmp[2 * ow + 1], tmp[2 * ow]))
+    elif SW == 3 and DW == 1 and KW == 3:
+        for ow in range(OW):
+            ring[slot, ow] = vmax(tmp[3 * ow + 2], vmax(tmp[3 * ow + 1], tmp[3 * ow]))
+    elif SW == 4 and DW == 1 and KW == 4:
+        for ow in range(OW):
+            ring[slot, ow] = vmax(tmp[4 * ow + 3], vmax(tmp[4 * ow + 2], vmax(tmp[4 * ow + 1], tmp[4 * ow])))
     else:
         for ow in range(OW):
             ring[slot, ow] = tmp[ow * SW]
@@ -101,6 +108,15 @@ def _row_max(out, n, c, oh, x, ih, W, OW, SW, PW, KW, DW, init):
         for j in range(J):
             i = b + j + j
             out[n, c, oh, ulo + j] = vmax(x[n, c, ih, i + one], x[n, c, ih, i])
+    elif SW == 3 and DW == 1 and KW == 3:
+        for j in range(J):
+            i = b + np.uint64(3) * j
+            out[n, c, oh, ulo + j] = vmax(x[n, c, ih, i + two], vmax(x[n, c, ih, i + one], x[n, c, ih, i]))
+    elif SW == 4 and DW == 1 and KW == 4:
+        for j in range(J):
+            i = b + np.uint64(4) * j
+            out[n, c, oh, ulo + j] = vmax(x[n, c, ih, i + np.uint64(3)],
+                                          vmax(x[n, c, ih, i + two], vmax(x[n, c, ih, i + one], x[n, c, ih, i])))
     else:
         uSW = np.uint64(SW)
         for j in range(J):
