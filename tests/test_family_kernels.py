@@ -131,3 +131,56 @@ def test_backward_of_one_window_is_a_broadcast(nd, layout):
     avg = f"avg_pool{nd}d_backward"
     k = spatial
     assert_bitwise(getattr(cpu, avg)(g, x, k, layout=lay), getattr(R, avg)(g, x, k, layout=lay))
+
+
+@settings(max_examples=40, deadline=None)
+@given(nd=st.integers(1, 3), planes=st.sampled_from([16, 17, 35, 48]), data=st.data(),
+       policy=st.sampled_from(["propagate", "omit"]), parallel=st.booleans(),
+       dtype=st.sampled_from(["float32", "float64", "int16"]))
+def test_adaptive_max_lanes_match_reference(nd, planes, data, policy, parallel, dtype):
+    """Channels-first adaptive max of at least LANES small planes runs ``adaptive_max_cf_lanes``
+    (planes as lanes of a channels-last scratch): plane counts that do and do not fill the
+    last group, both policies, with and without indices, on strided views, NaN, signed-zero
+    ties, output sizes above and below the input's."""
+    spatial = tuple(data.draw(st.integers(1, 9)) for _ in range(nd))
+    out_size = tuple(data.draw(st.integers(1, 11)) for _ in range(nd))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.integers(-3, 4, size=(2, planes) + spatial).astype(dtype)
+    if dtype != "int16":
+        x[rng.random(x.shape) < data.draw(st.sampled_from([0.0, 0.3, 0.95]))] = np.nan
+        x[rng.random(x.shape) < 0.2] = -0.0
+    else:
+        policy = "propagate"  # omit is for floats
+    if data.draw(st.booleans()):
+        x = x[:, ::-1, ..., ::-1]  # a strided view
+    x = x[:1] if data.draw(st.booleans()) else x
+    assert x.shape[0] * x.shape[1] >= ops.LANES
+    name = f"adaptive_max_pool{nd}d"
+    v, i = getattr(cpu, name)(x, out_size, True, nan_policy=policy, parallel=parallel)
+    rv, ri = getattr(R, name)(x, out_size, True, nan_policy=policy)
+    assert_bitwise(v, rv)
+    np.testing.assert_array_equal(i, ri)
+    assert_bitwise(getattr(cpu, name)(x, out_size, nan_policy=policy, parallel=parallel), rv)
+
+
+def test_adaptive_max_lanes_are_the_path_taken(monkeypatch):
+    """Many small channels-first planes take ``adaptive_max_cf_lanes``; fewer than LANES
+    planes, or planes over ``LANES_MAX_CELLS``, the per-plane kernel; same bits."""
+    taken = []
+    real = ops._launch_lanes
+    monkeypatch.setattr(ops, "_launch_lanes", lambda name, *a: taken.append(name) or real(name, *a))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 9, 10)).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    for cells, want in [(ops.LANES_MAX_CELLS, 2), (89, 0), (90, 2)]:
+        monkeypatch.setattr(ops, "LANES_MAX_CELLS", cells)
+        taken.clear()
+        assert_bitwise(cpu.adaptive_max_pool2d(x, 4), R.adaptive_max_pool2d(x, 4))
+        assert_bitwise(cpu.adaptive_max_pool2d(x, 4, nan_policy="omit"), R.adaptive_max_pool2d(x, 4, nan_policy="omit"))
+        assert len(taken) == want, (cells, taken)
+    taken.clear()
+    assert_bitwise(cpu.adaptive_max_pool2d(x[:, :15], 4), R.adaptive_max_pool2d(x[:, :15], 4))
+    assert_bitwise(cpu.adaptive_max_pool2d(x[:1, :15], 4), R.adaptive_max_pool2d(x[:1, :15], 4))
+    assert_bitwise(cpu.adaptive_max_pool2d(np.moveaxis(x, 1, -1), 4, layout="NHWC"),
+                   R.adaptive_max_pool2d(np.moveaxis(x, 1, -1), 4, layout="NHWC"))
+    assert taken == ["adaptive_max_cf_lanes"]  # 2 x 15 planes: two groups; 15 planes, NHWC: not

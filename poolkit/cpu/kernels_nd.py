@@ -23,14 +23,14 @@ at most ``2*L + 64`` per dimension), which keeps their vectorised row sweeps.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, select, sweep_add,
                    sweep_add_omit, take_max, tap_range, vmax)
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
-           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "scatter", "count_outside", "gather", "avg_gather", "avg_spread",
+           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "adaptive_max_cf_lanes", "LANES", "scatter", "count_outside", "gather", "avg_gather", "avg_spread",
            "KERNELS", "CHECKS"]
 
 
@@ -515,6 +515,74 @@ def adaptive_avg_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
                 out[n, od, oh, ow, c] = out[n, od, oh, ow, c] / kd[od] / kh[oh] / kw[ow]
 
 
+# ---------------------------------------------------------------- adaptive kernels on lanes of planes
+#: Planes per lane group of the ``*_lanes`` kernels: one AVX-512 float32 vector.
+LANES = 16
+
+
+@njit(inline="always")
+def _to_lanes(x, buf, p0, nl):
+    # Planes p0 .. p0+nl-1 of the (N, C, D, H, W) view ``x`` (flat plane index over
+    # (n, c)) into the channels-last scratch ``buf`` (D, H, W, LANES): plane l is
+    # lane l. Each plane is read contiguously; lanes past ``nl`` keep what they held.
+    C = x.shape[1]
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    for l in range(nl):
+        n = (p0 + l) // C
+        c = p0 + l - n * C
+        for id_ in range(D):
+            for ih in range(H):
+                for iw in range(W):
+                    buf[id_, ih, iw, l] = x[n, c, id_, ih, iw]
+
+
+def adaptive_max_cf_lanes(x, out, nchunks, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
+    """``adaptive_max_cf`` for many small planes: LANES planes at a time, turned channels-last
+    into a scratch (:func:`_to_lanes`), then every bin reduced in scan order with the planes
+    as lanes, as ``adaptive_max_cl`` reduces channels. Each plane's bin sees the same
+    ``vmax``/``take_max`` steps in the same order, so values, ties, NaNs and indices are
+    ``adaptive_max_cf``'s bit for bit; LANES independent chains instead of one per bin.
+    Parallel over ``nchunks`` pieces of the lane groups.
+
+    Only max gains from it: with the turn included, the same scheme for averages measured
+    0.45-0.8x ``adaptive_avg_cf`` on 30x30 -> 7 and 64x64 -> 7 planes (its scalar rows
+    already overlap their add chains).
+    """
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    P = N * C
+    for i in prange(nchunks):
+        buf = np.zeros((D, H, W, LANES), dtype=x.dtype)
+        acc = np.empty(LANES, dtype=out.dtype)
+        arg = np.empty(LANES, dtype=np.int64)
+        g0, g1 = chunk(i, nchunks, (P + LANES - 1) // LANES)
+        for g in range(g0, g1):
+            p0 = g * LANES
+            nl = min(LANES, P - p0)
+            _to_lanes(x, buf, p0, nl)
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        for l in range(LANES):
+                            acc[l] = init
+                            arg[l] = -1
+                        for id_ in range(sd[od], ed[od]):
+                            for ih in range(sh[oh], eh[oh]):
+                                for iw in range(sw[ow], ew[ow]):
+                                    if want_idx:
+                                        flat = (id_ * H + ih) * W + iw
+                                        for l in range(LANES):
+                                            acc[l], arg[l] = take_max(buf[id_, ih, iw, l], acc[l], arg[l], flat)
+                                    else:
+                                        for l in range(LANES):
+                                            acc[l] = vmax(buf[id_, ih, iw, l], acc[l])
+                        for l in range(nl):
+                            n = (p0 + l) // C
+                            out[n, p0 + l - n * C, od, oh, ow] = acc[l]
+                            if want_idx:
+                                idx[n, p0 + l - n * C, od, oh, ow] = arg[l]
+
+
 # ---------------------------------------------------------------- index scatter / gather, avg gather
 def scatter(src, idx, dst, accumulate):
     """``dst[n, c, idx[n, c, p]] (+)= src[n, c, p]`` over (N, C, P), ``dst`` zeroed first;
@@ -643,6 +711,7 @@ for _name, _fn in [
     ("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("avg3d_cf", avg3d_cf), ("avg3d_cl", avg3d_cl),
     ("adaptive_max_cf", adaptive_max_cf), ("adaptive_max_cl", adaptive_max_cl),
     ("adaptive_avg_cf", adaptive_avg_cf), ("adaptive_avg_cl", adaptive_avg_cl),
+    ("adaptive_max_cf_lanes", adaptive_max_cf_lanes),
     ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather), ("avg_spread", avg_spread),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
@@ -653,7 +722,7 @@ for _name, _fn in [("avg3d_omit_cf", avg3d_omit_cf), ("avg3d_omit_cl", avg3d_omi
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
 #: ``nan_policy="omit"`` max kernels: same source, NaN-skipping steps (:func:`._jit.omit_variant`).
 for _name, _fn in [("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("adaptive_max_cf", adaptive_max_cf),
-                   ("adaptive_max_cl", adaptive_max_cl)]:
+                   ("adaptive_max_cl", adaptive_max_cl), ("adaptive_max_cf_lanes", adaptive_max_cf_lanes)]:
     KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn
 #: ``CHECKS[(name, parallel)]`` -> compiled argument checks (validation, run before any kernel).

@@ -29,6 +29,7 @@ from .._docs import document_twins
 from .kernels2d import KERNELS as _KERNELS_2D
 from .kernels_nd import CHECKS as _CHECKS
 from .kernels_nd import KERNELS as _KERNELS_ND
+from .kernels_nd import LANES
 from ..threads import parallel_slot
 
 __all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]
@@ -65,6 +66,23 @@ def _launch_planes(name, parallel, size, x, out, *args):
     parallel as :func:`_kernel` decides from ``size``."""
     with parallel_slot(_use_parallel(size, parallel)) as par:
         KERNELS[(name, par)](x, out, _nchunks(x.shape[0] * x.shape[1], par), *args)
+
+
+#: ``adaptive_max_cf_lanes`` takes planes of at most this many cells (its scratch,
+#: LANES planes turned channels-last, then stays within 1 MiB of float32).
+LANES_MAX_CELLS = 16384
+
+
+def _on_lanes(x5):
+    """Channels-first adaptive max of many small planes: run ``adaptive_max_cf_lanes``."""
+    return x5.shape[0] * x5.shape[1] >= LANES and math.prod(x5.shape[2:]) <= LANES_MAX_CELLS
+
+
+def _launch_lanes(name, parallel, size, x, out, *args):
+    """Run ``name(x, out, nchunks, *args)``, a ``*_lanes`` kernel: its parallel loop runs over
+    ``nchunks`` pieces of the groups of LANES planes."""
+    with parallel_slot(_use_parallel(size, parallel)) as par:
+        KERNELS[(name, par)](x, out, _nchunks(-(-x.shape[0] * x.shape[1] // LANES), par), *args)
 
 
 def _is_global(x, out, kernel, padding, dilation, channels_last):
@@ -350,9 +368,15 @@ def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
     idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
     if out.size:
         nd = ag.nd
-        _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel, max(x.size, out.size))(
-            Lay.to5(x, nd, cl), Lay.to5(out, nd, cl), _NO_INDEX if idx is None else Lay.to5(idx, nd, cl),
-            want_idx, *(t for pair in _bins5(ag) for t in pair), G.max_init(x.dtype, omit))
+        x5, out5 = Lay.to5(x, nd, cl), Lay.to5(out, nd, cl)
+        args = (_NO_INDEX if idx is None else Lay.to5(idx, nd, cl), want_idx,
+                *(t for pair in _bins5(ag) for t in pair), G.max_init(x.dtype, omit))
+        if not cl and _on_lanes(x5):
+            _launch_lanes(_named("adaptive_max_cf_lanes", omit), parallel, max(x.size, out.size), x5, out5,
+                          *args)
+        else:
+            _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel,
+                    max(x.size, out.size))(x5, out5, *args)
     return out, idx
 
 
