@@ -184,3 +184,41 @@ def test_adaptive_max_lanes_are_the_path_taken(monkeypatch):
     assert_bitwise(cpu.adaptive_max_pool2d(np.moveaxis(x, 1, -1), 4, layout="NHWC"),
                    R.adaptive_max_pool2d(np.moveaxis(x, 1, -1), 4, layout="NHWC"))
     assert taken == ["adaptive_max_cf_lanes"]  # 2 x 15 planes: two groups; 15 planes, NHWC: not
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=(3, 2), stride=1, padding=1, count_include_pad=False),
+                                    dict(kernel_size=3, stride=2, ceil_mode=True),
+                                    dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), divisor_override=-3)])
+def test_omit_average_planes_without_nan_are_propagate_planes(kwargs, parallel):
+    """``nan_policy="omit"`` averages sum a NaN-free plane (channels-first 2-D; flat planes
+    eight at a time for global averages) with the propagate kernels: the same bits as the
+    reference's omit and as propagate, plane by plane, between planes that hold NaN (the
+    first cell, the last, in the middle, all of them; a NaN past the first row makes the
+    propagate step give up part way and the plane start over with the omit sweeps)."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((2, 9, 7, 8)) * 3).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = -0.0
+    x[0, 1, 0, 0] = x[0, 4, -1, -1] = x[1, 2, 3, 4] = x[0, 6, 4, 2] = np.nan  # first, last, odd, even row
+    x[1, 7] = np.nan
+    clean = np.ones((2, 9), bool)
+    clean[0, 1] = clean[0, 4] = clean[1, 2] = clean[0, 6] = clean[1, 7] = False
+    got = cpu.avg_pool2d(x, **kwargs, nan_policy="omit", parallel=parallel)
+    assert_bitwise(got, R.avg_pool2d(x, **kwargs, nan_policy="omit"))
+    assert_bitwise(got[clean], cpu.avg_pool2d(x, **kwargs, parallel=parallel)[clean])
+    x3 = np.stack([np.nan_to_num(x, nan=1.0), x], axis=2)  # adaptive: the NaN in the second depth slice
+    got = cpu.adaptive_avg_pool3d(x3, (1, 3, 5), nan_policy="omit", parallel=parallel)
+    assert_bitwise(got, R.adaptive_avg_pool3d(x3, (1, 3, 5), nan_policy="omit"))
+    assert_bitwise(got[clean], cpu.adaptive_avg_pool3d(x3, (1, 3, 5), parallel=parallel)[clean])
+    # global: groups of eight flat planes, one group clean, one not, and a tail of two
+    for first, last in [(0, 0), (6, 0), (0, 6)]:  # NaN in the group's first or last plane's first or last cell
+        y = (rng.standard_normal((1, 18, 5, 7)) * 3).astype(np.float32)
+        y[0, 8 + last // 6 * 7].flat[-1 if last else 0] = np.nan
+        if first:
+            y[0, 8].flat[-1] = np.nan
+        for name in ("adaptive_avg_pool2d", "global_avg_pool2d"):
+            args = (1,) if name.startswith("adaptive") else ()
+            got = getattr(cpu, name)(y, *args, nan_policy="omit", parallel=parallel)
+            assert_bitwise(got, getattr(R, name)(y, *args, nan_policy="omit"))
+            assert_bitwise(got[0, :8], getattr(cpu, name)(y, *args, parallel=parallel)[0, :8])

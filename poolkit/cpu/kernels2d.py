@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, sweep_add, sweep_add_omit,
-                   take_max, vmax)
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, rows_have_nan, sweep_add,
+                   sweep_add_omit, take_max, vmax)
 
 __all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
@@ -186,38 +186,63 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # once into a zero-padded scratch plane; adding +0.0 for a padded cell changes
     # no sum.
     N, C, H, W = x.shape
-    OH, OW = out.shape[2], out.shape[3]
+    OW = out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
     direct = PW == 0 and T == W
-    uPW = np.uint64(PW)
     for i in prange(nchunks):
         pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # pads stay zero
         acc = np.empty(OW, dtype=out.dtype)
         p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
-            c = p - n * C
-            if direct:
-                plane = x[n, c]
-            else:
-                for ih in range(H):
-                    for iw in range(np.uint64(W)):
-                        pad[ih, uPW + iw] = x[n, c, ih, iw]
-                plane = pad
-            for oh in range(OH):
-                acc[:] = 0
-                hs = oh * SH - PH
-                for kh in range(KH):
-                    ih = hs + kh
-                    if 0 <= ih < H:
-                        sweep_add(acc, plane, ih, OW, SW, KW)
-                if override != 0:  # divisor_override (PyTorch takes a negative one too)
-                    for ow in range(OW):
-                        out[n, c, oh, ow] = acc[ow] / override
-                else:
-                    dh = div_h[oh]
-                    for ow in range(OW):
-                        out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+            _avg_plane(x, out, n, p - n * C, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, div_w, override,
+                       False)
+
+
+@njit(inline="always")
+def _avg_plane(x, out, n, c, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, div_w, override, check):
+    # One plane of ``avg_nchw`` (``pad``: its zero-padded scratch plane, unless
+    # ``direct``). The divisor of (oh, ow) is ``div_h[oh] * div_w[ow]`` in x's dtype
+    # (tables of x's dtype, or int64 ones: the same exact integers). ``check``
+    # (``avg_omit_nchw``): give up, returning False, at the first NaN among the cells
+    # it reads, tested as it copies the plane or just before it sweeps a row (while
+    # the row is in cache: a separate pass over the plane cost 0.4-0.7x propagate).
+    H, W = x.shape[2], x.shape[3]
+    OH, OW = out.shape[2], out.shape[3]
+    uPW = np.uint64(PW)
+    if direct:
+        plane = x[n, c]
+    else:
+        m = False
+        for ih in range(H):
+            for iw in range(np.uint64(W)):
+                v = x[n, c, ih, iw]
+                pad[ih, uPW + iw] = v
+                if check:
+                    m |= v != v
+        if m:
+            return False
+        plane = pad
+    seen = 0  # rows of a direct plane tested so far (rows are first read in order)
+    for oh in range(OH):
+        acc[:] = 0
+        hs = oh * SH - PH
+        for kh in range(KH):
+            ih = hs + kh
+            if 0 <= ih < H:
+                if check and direct and ih >= seen:
+                    if rows_have_nan(plane, ih, ih + 1):
+                        return False
+                    seen = ih + 1
+                sweep_add(acc, plane, ih, OW, SW, KW)
+        if override != 0:  # divisor_override (PyTorch takes a negative one too)
+            for ow in range(OW):
+                out[n, c, oh, ow] = acc[ow] / override
+        else:
+            dh = x.dtype.type(div_h[oh])
+            for ow in range(OW):
+                out[n, c, oh, ow] = acc[ow] / (dh * x.dtype.type(div_w[ow]))
+    return True
 
 
 def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
@@ -237,6 +262,13 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     # ``Z`` and ``R`` are rings of KH rows (row ``ih`` in slot ``ih % KH``, ``tag``
     # says which row a slot holds): a window's rows are KH consecutive ones, and
     # the scratch stays small whatever the plane's size.
+    #
+    # A plane without NaN is ``avg_nchw``'s: its plane step (``_avg_plane``), with the
+    # full divisor tables, which are propagate's divisors: bit for bit the same
+    # answer, at propagate's speed (nodata rarely fills every plane). The step tests
+    # each cell as it reads it and gives up at the first NaN; the plane then starts
+    # over here. A plane whose first row holds a NaN (random nodata) starts here, and
+    # needs no padded plane: that scratch is allocated on the first plane that tries.
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
@@ -246,7 +278,9 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     zero = x.dtype.type(0)
     one = proto.dtype.type(1)
     czero = proto.dtype.type(0)
+    clean_direct = PW == 0 and T == W
     for i in prange(nchunks):
+        clean = np.zeros((1 if clean_direct else 0, T), dtype=out.dtype)  # a NaN-free plane's, pads 0
         pad = np.empty((1 if direct else H, T) if pairs else (0, T), dtype=out.dtype)
         pad[:] = np.nan  # padding cells: skipped, like NaN
         Z = np.zeros((0 if pairs else KH, T), dtype=out.dtype)  # pads stay zero
@@ -261,6 +295,12 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
             n = p // C
             c = p - n * C
             plane = x[n, c]
+            if not rows_have_nan(plane, 0, min(H, 1)):  # first row clean: try avg_nchw's sweeps
+                if clean.shape[0] < (1 if clean_direct else H):  # its padded plane, on first use
+                    clean = np.zeros((H, T), dtype=out.dtype)
+                if _avg_plane(x, out, n, c, clean, acc, clean_direct, SH, SW, PH, PW, KH, KW, full_h, full_w,
+                              override, True):
+                    continue
             if pairs and not direct:
                 for ih in range(H):
                     for iw in range(np.uint64(W)):
@@ -397,24 +437,7 @@ def global_sum_flat(x, out, d0, d1, d2):
     for b in prange((P + 7) // 8):
         p = 8 * b
         if p + 8 <= P:
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-            for i in range(L):
-                s0 += x[p, i]
-                s1 += x[p + 1, i]
-                s2 += x[p + 2, i]
-                s3 += x[p + 3, i]
-                s4 += x[p + 4, i]
-                s5 += x[p + 5, i]
-                s6 += x[p + 6, i]
-                s7 += x[p + 7, i]
-            out[p] = s0 / d0 / d1 / d2
-            out[p + 1] = s1 / d0 / d1 / d2
-            out[p + 2] = s2 / d0 / d1 / d2
-            out[p + 3] = s3 / d0 / d1 / d2
-            out[p + 4] = s4 / d0 / d1 / d2
-            out[p + 5] = s5 / d0 / d1 / d2
-            out[p + 6] = s6 / d0 / d1 / d2
-            out[p + 7] = s7 / d0 / d1 / d2
+            _sum8(x, out, p, d0, d1, d2)
         else:
             for q in range(p, P):
                 s = zero
@@ -423,14 +446,41 @@ def global_sum_flat(x, out, d0, d1, d2):
                 out[q] = s / d0 / d1 / d2
 
 
+@njit(inline="always")
+def _sum8(x, out, p, d0, d1, d2):
+    # Planes p .. p+7 of ``global_sum_flat``: eight independent add chains.
+    L = x.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x.dtype.type(0)
+    for i in range(L):
+        s0 += x[p, i]
+        s1 += x[p + 1, i]
+        s2 += x[p + 2, i]
+        s3 += x[p + 3, i]
+        s4 += x[p + 4, i]
+        s5 += x[p + 5, i]
+        s6 += x[p + 6, i]
+        s7 += x[p + 7, i]
+    out[p] = s0 / d0 / d1 / d2
+    out[p + 1] = s1 / d0 / d1 / d2
+    out[p + 2] = s2 / d0 / d1 / d2
+    out[p + 3] = s3 / d0 / d1 / d2
+    out[p + 4] = s4 / d0 / d1 / d2
+    out[p + 5] = s5 / d0 / d1 / d2
+    out[p + 6] = s6 / d0 / d1 / d2
+    out[p + 7] = s7 / d0 / d1 / d2
+
+
 def global_sum_omit_flat(x, out, d0, d1, d2):
     # ``global_sum_flat`` with ``nan_policy="omit"``: eight planes at a time, each with
-    # its int64 valid-cell count, a NaN adding +0.0 (see avg_omit_nchw).
+    # its int64 valid-cell count, a NaN adding +0.0 (see avg_omit_nchw); eight planes
+    # without NaN (``_jit.rows_have_nan``) go through ``global_sum_flat``'s chains.
     P, L = x.shape
     zero = x.dtype.type(0)
     for b in prange((P + 7) // 8):
         p = 8 * b
-        if p + 8 <= P:
+        if p + 8 <= P and not rows_have_nan(x, p, p + 8):
+            _sum8(x, out, p, d0, d1, d2)  # global_sum_flat's: every k would be L
+        elif p + 8 <= P:
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
             k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = 0
             for i in range(L):

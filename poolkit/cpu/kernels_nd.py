@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, select, sweep_add,
-                   sweep_add_omit, take_max, tap_range, vmax)
+from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, rows_have_nan, select,
+                   sweep_add, sweep_add_omit, take_max, tap_range, vmax)
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
@@ -350,8 +350,10 @@ def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
 
     Each input row of a (od, oh) bin row is swept once across every output of the row
     (independent sums, which the CPU overlaps); a bin's cells still go in scan order.
-    Counts are int64 (scalar chains: see :func:`._jit.valid_bit`). Parallel over
-    ``nchunks`` pieces of the (n, c) planes.
+    Counts are int64 (scalar chains: see :func:`._jit.valid_bit`). A plane without NaN
+    (:func:`._jit.rows_have_nan`, a vectorised pass over a plane the sums then read from
+    cache) runs ``adaptive_avg_cf``'s plane step. Parallel over ``nchunks`` pieces of the
+    (n, c) planes.
     """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -363,6 +365,12 @@ def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
         for p in range(p0, p1):
             n = p // C
             c = p - n * C
+            clean = True
+            for id_ in range(D):
+                clean = clean and not rows_have_nan(x[n, c, id_], 0, H)
+            if clean:  # adaptive_avg_cf's plane: the same bits (omit_mean's k == L case), faster
+                _adaptive_avg_plane(x, out, n, c, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+                continue
             for od in range(OD):
                 for oh in range(OH):
                     acc[:] = 0
@@ -472,26 +480,31 @@ def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     an int64 would be computed in float64 by Numba and round differently).
     Parallel over ``nchunks`` pieces of the (n, c) planes.
     """
-    N, C, D, H, W = x.shape
-    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    N, C = x.shape[0], x.shape[1]
     for i in prange(nchunks):
-        acc = np.empty(OW, dtype=out.dtype)
+        acc = np.empty(out.shape[4], dtype=out.dtype)
         p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
-            c = p - n * C
-            for od in range(OD):
-                for oh in range(OH):
-                    acc[:] = 0
-                    for id_ in range(sd[od], ed[od]):
-                        for ih in range(sh[oh], eh[oh]):
-                            for ow in range(OW):
-                                a = acc[ow]
-                                for iw in range(sw[ow], ew[ow]):
-                                    a += x[n, c, id_, ih, iw]
-                                acc[ow] = a
+            _adaptive_avg_plane(x, out, n, p - n * C, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+
+
+@njit(inline="always")
+def _adaptive_avg_plane(x, out, n, c, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # One (n, c) plane of ``adaptive_avg_cf``.
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for od in range(OD):
+        for oh in range(OH):
+            acc[:] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
                     for ow in range(OW):
-                        out[n, c, od, oh, ow] = acc[ow] / kd[od] / kh[oh] / kw[ow]
+                        a = acc[ow]
+                        for iw in range(sw[ow], ew[ow]):
+                            a += x[n, c, id_, ih, iw]
+                        acc[ow] = a
+            for ow in range(OW):
+                out[n, c, od, oh, ow] = acc[ow] / kd[od] / kh[oh] / kw[ow]
 
 
 def adaptive_avg_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw):
