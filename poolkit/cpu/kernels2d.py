@@ -470,17 +470,36 @@ def _sum8(x, out, p, d0, d1, d2):
     out[p + 7] = s7 / d0 / d1 / d2
 
 
+@njit(inline="always")
+def _sum8_if_clean(x, out, p, d0, d1, d2):
+    # ``_sum8`` for ``nan_policy="omit"``, when planes p .. p+7 hold no NaN: then every
+    # count is the plane's size and the omit mean is the propagate one, bit for bit.
+    # Speculative: if the first four cells of each plane are numbers, sum the planes
+    # as ``global_sum_flat`` does and look at the results; a NaN cell makes its sum
+    # NaN (so does inf - inf: that group is redone as well, and agrees). False: redo.
+    # A separate NaN test over the planes first cost 0.6x propagate (a memory pass).
+    for q in range(p, p + 8):
+        for i in range(min(x.shape[1], 4)):
+            if x[q, i] != x[q, i]:
+                return False
+    _sum8(x, out, p, d0, d1, d2)
+    ok = True
+    for q in range(p, p + 8):
+        ok &= out[q] == out[q]
+    return ok
+
+
 def global_sum_omit_flat(x, out, d0, d1, d2):
     # ``global_sum_flat`` with ``nan_policy="omit"``: eight planes at a time, each with
     # its int64 valid-cell count, a NaN adding +0.0 (see avg_omit_nchw); eight planes
-    # without NaN (``_jit.rows_have_nan``) go through ``global_sum_flat``'s chains.
+    # without NaN take ``global_sum_flat``'s chains (``_sum8_if_clean``).
     P, L = x.shape
     zero = x.dtype.type(0)
     for b in prange((P + 7) // 8):
         p = 8 * b
-        if p + 8 <= P and not rows_have_nan(x, p, p + 8):
-            _sum8(x, out, p, d0, d1, d2)  # global_sum_flat's: every k would be L
-        elif p + 8 <= P:
+        if p + 8 <= P and _sum8_if_clean(x, out, p, d0, d1, d2):
+            continue
+        if p + 8 <= P:
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
             k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = 0
             for i in range(L):
