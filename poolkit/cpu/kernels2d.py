@@ -186,27 +186,50 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
     # once into a zero-padded scratch plane; adding +0.0 for a padded cell changes
     # no sum.
     N, C, H, W = x.shape
-    OW = out.shape[3]
+    OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
     direct = PW == 0 and T == W
+    uPW = np.uint64(PW)
     for i in prange(nchunks):
         pad = np.zeros((1 if direct else H, T), dtype=out.dtype)  # pads stay zero
         acc = np.empty(OW, dtype=out.dtype)
         p0, p1 = chunk(i, nchunks, N * C)
         for p in range(p0, p1):
             n = p // C
-            _avg_plane(x, out, n, p - n * C, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, div_w, override,
-                       False)
+            c = p - n * C
+            if direct:
+                plane = x[n, c]
+            else:
+                for ih in range(H):
+                    for iw in range(np.uint64(W)):
+                        pad[ih, uPW + iw] = x[n, c, ih, iw]
+                plane = pad
+            for oh in range(OH):
+                acc[:] = 0
+                hs = oh * SH - PH
+                for kh in range(KH):
+                    ih = hs + kh
+                    if 0 <= ih < H:
+                        sweep_add(acc, plane, ih, OW, SW, KW)
+                if override != 0:  # divisor_override (PyTorch takes a negative one too)
+                    for ow in range(OW):
+                        out[n, c, oh, ow] = acc[ow] / override
+                else:
+                    dh = div_h[oh]
+                    for ow in range(OW):
+                        out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
 
 
 @njit(inline="always")
 def _avg_plane(x, out, n, c, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, div_w, override, check):
-    # One plane of ``avg_nchw`` (``pad``: its zero-padded scratch plane, unless
-    # ``direct``). The divisor of (oh, ow) is ``div_h[oh] * div_w[ow]`` in x's dtype
-    # (tables of x's dtype, or int64 ones: the same exact integers). ``check``
-    # (``avg_omit_nchw``): give up, returning False, at the first NaN among the cells
-    # it reads, tested as it copies the plane or just before it sweeps a row (while
-    # the row is in cache: a separate pass over the plane cost 0.4-0.7x propagate).
+    # One plane of ``avg_nchw``'s loop (``pad``: a zero-padded scratch plane, unless
+    # ``direct``; ``div_h``/``div_w``: divisor tables in x's dtype), for
+    # ``avg_omit_nchw``'s NaN-free planes. ``check``: give up, returning False, at the
+    # first NaN among the cells it reads, tested as it copies the plane or just
+    # before it sweeps a row (while the row is in cache: a separate pass over the
+    # plane first cost 0.4-0.7x propagate). ``avg_nchw`` keeps its own copy of this
+    # loop: calling this step made it 1.3-2x slower on 3x3 s2 p1 (measured, cause not
+    # found).
     H, W = x.shape[2], x.shape[3]
     OH, OW = out.shape[2], out.shape[3]
     uPW = np.uint64(PW)
@@ -239,9 +262,9 @@ def _avg_plane(x, out, n, c, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, di
             for ow in range(OW):
                 out[n, c, oh, ow] = acc[ow] / override
         else:
-            dh = x.dtype.type(div_h[oh])
+            dh = div_h[oh]
             for ow in range(OW):
-                out[n, c, oh, ow] = acc[ow] / (dh * x.dtype.type(div_w[ow]))
+                out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
     return True
 
 
@@ -281,6 +304,12 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     clean_direct = PW == 0 and T == W
     for i in prange(nchunks):
         clean = np.zeros((1 if clean_direct else 0, T), dtype=out.dtype)  # a NaN-free plane's, pads 0
+        div_h = np.empty(OH, dtype=out.dtype)  # its divisors, as avg_nchw's tables
+        div_w = np.empty(OW, dtype=out.dtype)
+        for oh in range(OH):
+            div_h[oh] = full_h[oh]
+        for ow in range(OW):
+            div_w[ow] = full_w[ow]
         pad = np.empty((1 if direct else H, T) if pairs else (0, T), dtype=out.dtype)
         pad[:] = np.nan  # padding cells: skipped, like NaN
         Z = np.zeros((0 if pairs else KH, T), dtype=out.dtype)  # pads stay zero
@@ -298,7 +327,7 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
             if not rows_have_nan(plane, 0, min(H, 1)):  # first row clean: try avg_nchw's sweeps
                 if clean.shape[0] < (1 if clean_direct else H):  # its padded plane, on first use
                     clean = np.zeros((H, T), dtype=out.dtype)
-                if _avg_plane(x, out, n, c, clean, acc, clean_direct, SH, SW, PH, PW, KH, KW, full_h, full_w,
+                if _avg_plane(x, out, n, c, clean, acc, clean_direct, SH, SW, PH, PW, KH, KW, div_h, div_w,
                               override, True):
                     continue
             if pairs and not direct:
