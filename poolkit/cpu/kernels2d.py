@@ -220,54 +220,6 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                         out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
 
 
-@njit(inline="always")
-def _avg_plane(x, out, n, c, pad, acc, direct, SH, SW, PH, PW, KH, KW, div_h, div_w, override, check):
-    # One plane of ``avg_nchw``'s loop (``pad``: a zero-padded scratch plane, unless
-    # ``direct``; ``div_h``/``div_w``: divisor tables in x's dtype), for
-    # ``avg_omit_nchw``'s NaN-free planes. ``check``: give up, returning False, at the
-    # first NaN among the cells it reads, tested as it copies the plane or just
-    # before it sweeps a row (while the row is in cache: a separate pass over the
-    # plane first cost 0.4-0.7x propagate). ``avg_nchw`` keeps its own copy of this
-    # loop: calling this step made it 1.3-2x slower on 3x3 s2 p1 (measured, cause not
-    # found).
-    H, W = x.shape[2], x.shape[3]
-    OH, OW = out.shape[2], out.shape[3]
-    uPW = np.uint64(PW)
-    if direct:
-        plane = x[n, c]
-    else:
-        m = False
-        for ih in range(H):
-            for iw in range(np.uint64(W)):
-                v = x[n, c, ih, iw]
-                pad[ih, uPW + iw] = v
-                if check:
-                    m |= v != v
-        if m:
-            return False
-        plane = pad
-    seen = 0  # rows of a direct plane tested so far (rows are first read in order)
-    for oh in range(OH):
-        acc[:] = 0
-        hs = oh * SH - PH
-        for kh in range(KH):
-            ih = hs + kh
-            if 0 <= ih < H:
-                if check and direct and ih >= seen:
-                    if rows_have_nan(plane, ih, ih + 1):
-                        return False
-                    seen = ih + 1
-                sweep_add(acc, plane, ih, OW, SW, KW)
-        if override != 0:  # divisor_override (PyTorch takes a negative one too)
-            for ow in range(OW):
-                out[n, c, oh, ow] = acc[ow] / override
-        else:
-            dh = div_h[oh]
-            for ow in range(OW):
-                out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
-    return True
-
-
 def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
     # ``avg_nchw`` with ``nan_policy="omit"``: the same row sweeps, over the valid
     # cells, with their count (``proto``'s dtype: x's where the window's cells fit
@@ -286,12 +238,16 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     # says which row a slot holds): a window's rows are KH consecutive ones, and
     # the scratch stays small whatever the plane's size.
     #
-    # A plane without NaN is ``avg_nchw``'s: its plane step (``_avg_plane``), with the
-    # full divisor tables, which are propagate's divisors: bit for bit the same
-    # answer, at propagate's speed (nodata rarely fills every plane). The step tests
-    # each cell as it reads it and gives up at the first NaN; the plane then starts
-    # over here. A plane whose first row holds a NaN (random nodata) starts here, and
-    # needs no padded plane: that scratch is allocated on the first plane that tries.
+    # A plane without NaN runs ``avg_nchw``'s loop, with the full divisor tables in
+    # x's dtype, which are propagate's divisors: bit for bit the same answer, at about
+    # propagate's speed (nodata rarely fills every plane). The loop tests each cell as
+    # it reads it (the copy into the padded plane, or a row just before its sweep,
+    # while it is in cache: a separate NaN pass first cost 0.4-0.7x propagate) and
+    # gives up at the first NaN; the plane then starts over with the omit sweeps. A
+    # plane whose first row holds a NaN (random nodata) starts there and needs no
+    # padded plane: that scratch is allocated on the first plane that tries. The loop
+    # is written out here again: as an inline helper shared with ``avg_nchw`` it ran
+    # 1.15-1.3x slower, in both kernels (measured; cause not found).
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     T = max(W + 2 * PW, (OW - 1) * SW + KW)
@@ -304,7 +260,7 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
     clean_direct = PW == 0 and T == W
     for i in prange(nchunks):
         clean = np.zeros((1 if clean_direct else 0, T), dtype=out.dtype)  # a NaN-free plane's, pads 0
-        div_h = np.empty(OH, dtype=out.dtype)  # its divisors, as avg_nchw's tables
+        div_h = np.empty(OH, dtype=out.dtype)  # its divisors: avg_nchw's tables
         div_w = np.empty(OW, dtype=out.dtype)
         for oh in range(OH):
             div_h[oh] = full_h[oh]
@@ -324,11 +280,44 @@ def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h,
             n = p // C
             c = p - n * C
             plane = x[n, c]
-            if not rows_have_nan(plane, 0, min(H, 1)):  # first row clean: try avg_nchw's sweeps
+            if not rows_have_nan(plane, 0, min(H, 1)):  # first row clean: try avg_nchw's loop
                 if clean.shape[0] < (1 if clean_direct else H):  # its padded plane, on first use
                     clean = np.zeros((H, T), dtype=out.dtype)
-                if _avg_plane(x, out, n, c, clean, acc, clean_direct, SH, SW, PH, PW, KH, KW, div_h, div_w,
-                              override, True):
+                ok = True
+                if clean_direct:
+                    src = plane
+                else:
+                    m = False
+                    for ih in range(H):
+                        for iw in range(np.uint64(W)):
+                            v = x[n, c, ih, iw]
+                            clean[ih, uPW + iw] = v
+                            m |= v != v
+                    ok = not m
+                    src = clean
+                seen = 0  # rows of a direct plane tested so far (first read in order)
+                for oh in range(OH if ok else 0):
+                    acc[:] = 0
+                    hs = oh * SH - PH
+                    for kh in range(KH):
+                        ih = hs + kh
+                        if 0 <= ih < H:
+                            if clean_direct and ih >= seen:
+                                if rows_have_nan(src, ih, ih + 1):
+                                    ok = False
+                                    break
+                                seen = ih + 1
+                            sweep_add(acc, src, ih, OW, SW, KW)
+                    if not ok:
+                        break
+                    if override != 0:
+                        for ow in range(OW):
+                            out[n, c, oh, ow] = acc[ow] / override
+                    else:
+                        dh = div_h[oh]
+                        for ow in range(OW):
+                            out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+                if ok:
                     continue
             if pairs and not direct:
                 for ih in range(H):
