@@ -7,7 +7,9 @@
   2-d inputs get unit spatial dimensions (``(N, C, 1, 1, L)``, ``(N, C, 1, H, W)``)
   so a single 3-D loop nest serves all of them: adaptive max/avg, the index
   scatter (max backward, unpooling), the index gather (unpooling backward) and the
-  average-pooling gather (avg, adaptive avg and Lp backward).
+  average-pooling gather (avg, adaptive avg and Lp backward). Channels-first
+  adaptive max of many small planes runs ``adaptive_max_cf_lanes``: LANES planes
+  turned channels-last into a scratch, reduced with the planes as vector lanes.
 
 Every max step is :func:`._jit.vmax` / :func:`._jit.take_max` (the one NaN-aware
 max rule of the CPU backend). :data:`KERNELS` holds the compiled serial/parallel twins.
