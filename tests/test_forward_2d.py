@@ -259,6 +259,34 @@ def test_signed_zero_ties_on_large_inputs(layout, backend):
         np.testing.assert_array_equal(idx, want_idx)
 
 
+#: The windows the CPU max kernels unroll with literal tap offsets (k x k at stride 2
+#: for k = 2, 3; at stride k for k = 3, 4), as k x k squares (the ring of row maxima)
+#: and one row high (the row kernel), with the padding and ceil_mode edges next to them.
+_UNROLLED = [dict(kernel_size=k, stride=s) for k, s in ((2, 2), (3, 2), (3, 3), (4, 4))] + \
+            [dict(kernel_size=(1, k), stride=(1, s)) for k, s in ((2, 2), (3, 2), (3, 3), (4, 4))] + \
+            [dict(kernel_size=4, stride=4, padding=2, ceil_mode=True), dict(kernel_size=(1, 4), stride=4, padding=(0, 1))]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kw", _UNROLLED, ids=repr)
+def test_unrolled_windows_keep_scan_order(kw, layout, backend):
+    """The unrolled tap chains take their taps in PyTorch's order: each window full of
+    signed-zero ties (the first zero wins) and of NaNs of three bit patterns (the last
+    wins), on planes wide enough for many interior windows per row. Random property
+    inputs (at most 9 wide) seldom hold a 4 x 4 window with such a tie."""
+    rng = np.random.default_rng(11)
+    shape = (2, 3, 24, 40) if layout == "NCHW" else (2, 24, 40, 3)
+    zeros = rng.choice(np.array([-1.0, -0.0, 0.0], np.float32), size=shape)
+    nans = _mixed_nans(rng.integers(0, 5, size=shape).astype(np.float32))
+    for x in (zeros, nans):
+        want, want_idx = reference.max_pool2d(x, layout=layout, return_indices=True, **kw)
+        np.testing.assert_array_equal(_bits(run(backend, "max_pool2d", x, layout=layout, **kw)), _bits(want))
+        got, idx = run(backend, "max_pool2d", x, layout=layout, return_indices=True, **kw)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+        np.testing.assert_array_equal(idx, want_idx)
+
+
 # ------------------------------------------------------------------ padding, ceil_mode, dilation, windows
 @pytest.mark.parametrize("backend", BACKENDS_2D)
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
