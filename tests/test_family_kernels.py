@@ -192,18 +192,20 @@ def test_adaptive_max_lanes_are_the_path_taken(monkeypatch):
                                     dict(kernel_size=3, stride=2, ceil_mode=True),
                                     dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), divisor_override=-3)])
 def test_omit_average_planes_without_nan_are_propagate_planes(kwargs, parallel):
-    """``nan_policy="omit"`` averages sum a NaN-free plane (channels-first 2-D; flat planes
-    eight at a time for global averages) with the propagate kernels: the same bits as the
-    reference's omit and as propagate, plane by plane, between planes that hold NaN (the
-    first cell, the last, in the middle, all of them; a NaN past the first row makes the
-    propagate step give up part way and the plane start over with the omit sweeps)."""
+    """``nan_policy="omit"`` averages sum a NaN-free plane (channels-first 2-D and 3-D windows,
+    adaptive; flat planes eight at a time for global averages) with the propagate kernels: the
+    same bits as the reference's omit and as propagate, plane by plane, between planes that hold
+    NaN (the first cell, the last, in the middle, in the first column, all of them; a NaN past
+    the first row makes the propagate step give up part way and the plane start over with the
+    omit sweeps)."""
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((2, 9, 7, 8)) * 3).astype(np.float32)
     x[rng.random(x.shape) < 0.2] = -0.0
     x[0, 1, 0, 0] = x[0, 4, -1, -1] = x[1, 2, 3, 4] = x[0, 6, 4, 2] = np.nan  # first, last, odd, even row
     x[1, 7] = np.nan
+    x[1, 5, 2, 0] = np.nan  # only the first window column reads it
     clean = np.ones((2, 9), bool)
-    clean[0, 1] = clean[0, 4] = clean[1, 2] = clean[0, 6] = clean[1, 7] = False
+    clean[0, 1] = clean[0, 4] = clean[1, 2] = clean[0, 6] = clean[1, 7] = clean[1, 5] = False
     got = cpu.avg_pool2d(x, **kwargs, nan_policy="omit", parallel=parallel)
     assert_bitwise(got, R.avg_pool2d(x, **kwargs, nan_policy="omit"))
     assert_bitwise(got[clean], cpu.avg_pool2d(x, **kwargs, parallel=parallel)[clean])
@@ -211,6 +213,18 @@ def test_omit_average_planes_without_nan_are_propagate_planes(kwargs, parallel):
     got = cpu.adaptive_avg_pool3d(x3, (1, 3, 5), nan_policy="omit", parallel=parallel)
     assert_bitwise(got, R.adaptive_avg_pool3d(x3, (1, 3, 5), nan_policy="omit"))
     assert_bitwise(got[clean], cpu.adaptive_avg_pool3d(x3, (1, 3, 5), parallel=parallel)[clean])
+    # 3-d windows (channels-first): NaN in the first depth slice's first row, the last slice's
+    # last cell, a middle slice (odd row, even row, first column), a whole plane
+    v = (rng.standard_normal((2, 9, 6, 7, 8)) * 3).astype(np.float32)
+    v[v > 4] = -0.0
+    v[0, 1, 0, 0, 3] = v[0, 4, -1, -1, -1] = v[1, 2, 3, 3, 4] = v[0, 6, 2, 4, 2] = np.nan
+    v[1, 7] = np.nan
+    v[1, 5, 2, 3, 0] = np.nan
+    kw3 = {k: (val if k not in ("kernel_size", "stride", "padding") or isinstance(val, int)
+               else (dict(kernel_size=2, stride=1, padding=1)[k], *val)) for k, val in kwargs.items()}
+    got = cpu.avg_pool3d(v, **kw3, nan_policy="omit", parallel=parallel)
+    assert_bitwise(got, R.avg_pool3d(v, **kw3, nan_policy="omit"))
+    assert_bitwise(got[clean], cpu.avg_pool3d(v, **kw3, parallel=parallel)[clean])
     # global: groups of eight flat planes, one group clean, one not, and a tail of two
     for first, last in [(0, 0), (6, 0), (0, 6)]:  # NaN in the group's first or last plane's first or last cell
         y = (rng.standard_normal((1, 18, 5, 7)) * 3).astype(np.float32)

@@ -264,10 +264,10 @@ def rows_have_nan(a, r0, r1):
     # Whether rows ``r0 .. r1-1`` of the 2-D array ``a`` hold a NaN: per row one
     # vectorised OR of compares, stopping after the first row that has one. The
     # ``nan_policy="omit"`` averages sum NaN-free planes with the propagate sweeps
-    # (without NaN the two policies agree bit for bit): ``avg_omit_nchw`` asks it of a
-    # plane's first row and then of each row just before its sweep,
-    # ``adaptive_avg_omit_cf`` of a whole plane first. At 30% random NaN the answer
-    # comes in the first row.
+    # (without NaN the two policies agree bit for bit): ``avg_omit_nchw`` and
+    # ``avg3d_omit_cf`` ask it of a plane's first row before they try (then they look
+    # at the sums), ``adaptive_avg_omit_cf`` of a whole plane first. At 30% random NaN
+    # the answer comes in the first row.
     for r in range(r0, r1):
         m = False
         for j in range(a.shape[1]):
