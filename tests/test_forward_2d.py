@@ -148,6 +148,23 @@ def test_int_min_values_get_real_indices(backend, dtype):
     assert out.dtype == dtype and np.all(out == np.iinfo(dtype).min)
 
 
+@pytest.mark.parametrize("backend, dtype", with_dtypes(["float32", "uint8", "int8"], BACKENDS_2D))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_identity_windows_name_a_real_cell(layout, backend, dtype):
+    """Windows whose every cell is the max's identity (-inf; an integer type's minimum) name
+    their first cell inside the input, never a padding cell: also when dilation puts a window's
+    first real tap past column 0 (a padding tap taken for column 0 would name that instead),
+    and in rows past the first."""
+    ident = -np.inf if dtype == "float32" else np.iinfo(dtype).min
+    x = np.full((1, 2, 5, 6), ident, dtype=dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for kw in (dict(kernel_size=3, stride=2, padding=1, dilation=2),
+               dict(kernel_size=(2, 3), stride=1, padding=1, dilation=(1, 2)),
+               dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)):
+        check_max(backend, x, kw, layout)
+
+
 @pytest.mark.parametrize("backend", BACKENDS_2D)
 def test_integer_min_values_and_uint8(backend):
     x = np.full((1, 2, 3, 3), np.iinfo(np.int32).min, dtype=np.int32)

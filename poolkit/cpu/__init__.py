@@ -36,8 +36,11 @@ everything else in L1. How these kernels get there:
 * **NHWC** -- parallel over (n, output row); the innermost loop runs over the
   contiguous channels, a plain vector loop. Averages add up to four window taps
   per pass over the channel vector, so running sums stay in registers.
-* **Indices** need PyTorch's scan order (first max wins), so ``return_indices``
-  uses non-separable kernels that visit taps row by row.
+* **Indices** follow PyTorch's scan order (first max wins, last NaN wins). NCHW
+  stays separable: a (value, index) pair combined with ``take_max``, the earlier
+  partial on the left, is the scan's own step, so row maxima with their indices
+  and then their maximum over the window's rows give the scan's answer. NHWC
+  visits each window's taps row by row over the channel vector.
 * A max step is PyTorch's ``v wins if v > m or v != v``: ties keep the first
   maximum, the last NaN is kept (value bits and index), exactly as PyTorch. It
   is written as nested LLVM ``select`` instructions (see ``_jit.vmax``): the plain

@@ -148,7 +148,7 @@ def _max2d(x, out, idx, kernel, padding, dilation, channels_last, par, args, omi
         KERNELS[(_named("max_idx_nhwc", omit), par)](x, out, idx, *args, _index_proto(x.shape[1] * x.shape[2]))
     elif idx is not None:
         KERNELS[(_named("max_idx_nchw", omit), par)](x, out, idx, _nchunks(out.shape[0] * out.shape[1], par),
-                                                     *args)
+                                                     *args, _index_proto(x.shape[2] * x.shape[3]))
     elif _is_global(x, out, kernel, padding, dilation, channels_last):
         KERNELS[(_named("global_max", omit), par)](x.reshape(out.size, -1), out.reshape(-1), args[-1])
     elif channels_last:
