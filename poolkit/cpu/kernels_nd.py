@@ -236,7 +236,9 @@ def avg3d_omit_cf(x, out, nchunks, SD, SH, SW, PD, PH, PW, KD, KH, KW, full_d, f
     tables in x's dtype): bit for bit the same answer, at about propagate's speed. As
     in ``avg_omit_nchw`` it looks at each output row's sums before dividing and gives
     up at the first NaN sum (a window holding a NaN); the plane then starts over on
-    the omit path. A plane whose first row holds a NaN starts there.
+    the omit path. A plane whose first row holds a NaN starts there. That loop is
+    ``avg3d_cf``'s written out again, not a helper both call: an inline helper holding
+    ``avg_nchw``'s loop ran 1.15-1.3x slower (see ``avg_omit_nchw``).
     """
     N, C, D, H, W = x.shape
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
