@@ -6,6 +6,9 @@
   group loop's edges run too.
 * 3-d average (NCDHW) sweeps whole rows, through a zero-padded scratch row where
   padding or ceil_mode needs one.
+* Adaptive max values of bins of 8 or more cells (channels-first) take each column's
+  maximum over a bin's rows, then the bin's columns, and look zero and NaN maxima up
+  again in scan order (``adaptive_max_cf_cols``).
 * Adaptive average to size 1 on contiguous channels-first input reduces flat planes
   eight at a time (``global_sum`` / ``global_sum_omit``): plane counts that are and are
   not multiples of 8, both NaN policies, serial and parallel.
@@ -25,10 +28,12 @@ from strategies import window_problem
 
 
 def assert_bitwise(got, want):
+    """Same shape, dtype and bits: signed zeros and NaN payloads included."""
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
     np.testing.assert_array_equal(got, want)
     if got.dtype.kind == "f":
-        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        bits = f"u{got.dtype.itemsize}"
+        np.testing.assert_array_equal(np.ascontiguousarray(got).view(bits), np.ascontiguousarray(want).view(bits))
 
 
 def _contiguous_ncdhw(x, layout):
@@ -73,6 +78,67 @@ def test_max3d_separable_is_the_path_taken(monkeypatch):
     y, i = cpu.max_pool3d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
     assert_bitwise(y, want)
     assert len(calls) == 2
+
+
+def _nans_with_payloads(dtype, k):
+    """``k`` NaNs of ``dtype`` with different bits (payloads 1..k, one with the sign bit)."""
+    bits = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    nans = np.full(k, np.nan, dtype)
+    nans.view(bits)[:] |= np.arange(1, k + 1, dtype=bits)
+    nans.view(bits)[0] |= bits.type(1) << bits.type(8 * bits.itemsize - 1)
+    return nans
+
+
+@settings(max_examples=40, deadline=None)
+@given(nd=st.integers(2, 3), planes=st.integers(1, 20), data=st.data(),
+       policy=st.sampled_from(["propagate", "omit"]), parallel=st.booleans(),
+       dtype=st.sampled_from(["float32", "float64", "int16"]))
+def test_adaptive_max_columns_match_reference(nd, planes, data, policy, parallel, dtype):
+    """Channels-first adaptive max values of bins of at least COLUMNS_MIN_BIN cells run
+    ``adaptive_max_cf_cols`` (each column's max over a bin's rows, then the bin's columns).
+    Its answer can differ from scan order only for a zero maximum (-0.0 vs +0.0) or a NaN
+    (whose payload): the values here are mostly -1, -0.0, +0.0 and NaNs of four bit
+    patterns, so both look-ups run, on strided views, with bins that overlap."""
+    spatial = tuple(data.draw(st.integers(3, 12)) for _ in range(nd))
+    out_size = tuple(data.draw(st.integers(1, max(1, L // 3))) for L in spatial)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    top = data.draw(st.sampled_from([0, 1]))  # 0: most bins' maximum is a zero
+    x = rng.choice(np.array([-1, -1, 0, 0, top], dtype=dtype), size=(2, planes) + spatial)
+    if dtype != "int16":
+        x[rng.random(x.shape) < 0.5] = -0.0
+        x[rng.random(x.shape) < data.draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]))] = np.nan
+        nan = np.isnan(x)
+        x[nan] = rng.choice(_nans_with_payloads(dtype, 4), size=int(nan.sum()))
+    else:
+        policy = "propagate"  # omit is for floats
+    if data.draw(st.booleans()):
+        x = x[:, ::-1, ..., ::-1]  # a strided view
+    x = x[:1] if data.draw(st.booleans()) else x
+    name = f"adaptive_max_pool{nd}d"
+    taken = []
+    real = ops._launch_planes
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ops, "_launch_planes", lambda kname, *a: taken.append(kname) or real(kname, *a))
+        got = getattr(cpu, name)(x, out_size, nan_policy=policy, parallel=parallel)
+    assert_bitwise(got, getattr(R, name)(x, out_size, nan_policy=policy))
+    assert taken == [f"adaptive_max_cf_cols{'_omit' if policy == 'omit' else ''}"]
+
+
+def test_adaptive_max_columns_look_up_zeros_and_nans_in_scan_order():
+    """Bins where columns-first finds another zero or NaN than scan order: one 4x4 bin whose
+    first zero in scan order is +0.0 at (0, 1) while column 0 holds -0.0 at (1, 0); and one
+    whose last NaN in scan order is at (1, 0) while the columns' fold ends at column 1's."""
+    for dtype in ["float32", "float64"]:
+        a, b = _nans_with_payloads(dtype, 2)
+        x = np.full((2, 1, 4, 4), -1, dtype)
+        x[0, 0, 0, 1], x[0, 0, 1, 0] = 0.0, -0.0
+        x[1, 0, 0, 1], x[1, 0, 1, 0] = a, b
+        for parallel in (False, True):
+            got = cpu.adaptive_max_pool2d(x, 1, parallel=parallel)
+            assert_bitwise(got, R.adaptive_max_pool2d(x, 1))
+            assert not np.signbit(got[0, 0, 0, 0]) and got[1].view(f"u{x.itemsize}") == b.view(f"u{x.itemsize}")
+            omit = cpu.adaptive_max_pool2d(x, 1, nan_policy="omit", parallel=parallel)
+            assert_bitwise(omit, R.adaptive_max_pool2d(x, 1, nan_policy="omit"))
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -504,6 +504,81 @@ def adaptive_max_cf(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
                         idx[n, c, od, oh, ow] = mi
 
 
+def adaptive_max_cf_cols(x, out, nchunks, sd, ed, sh, eh, sw, ew, init):
+    """Adaptive max values (no indices) of channels-first planes, columns first.
+
+    For each output row, the ``vmax`` of every input column over the bin's rows
+    (``col``: whole rows at once, vectorised), then each bin's columns of ``col``.
+    That is not scan order, but a maximum's *value* does not depend on the order
+    except in two cases, both recognisable in the result: a maximum of zero
+    (-0.0 and +0.0 tie; the first zero in scan order is kept) and a NaN
+    (propagate keeps the last NaN in scan order, whose payload may differ from
+    the one the columns found). Those bins are looked up again in scan order
+    (:func:`_first_zero`, :func:`_last_nan`), each stopping at the cell it wants.
+    The omit variant needs no NaN look-up: a bin without a valid cell keeps
+    ``init`` whatever the order. Bit for bit ``adaptive_max_cf``'s values.
+    Parallel over ``nchunks`` pieces of the (n, c) planes.
+    """
+    N, C, D, H, W = x.shape
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    for i in prange(nchunks):
+        col = np.empty(W, dtype=x.dtype)
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for od in range(OD):
+                for oh in range(OH):
+                    for iw in range(W):
+                        col[iw] = init
+                    for id_ in range(sd[od], ed[od]):
+                        for ih in range(sh[oh], eh[oh]):
+                            for iw in range(W):
+                                col[iw] = vmax(x[n, c, id_, ih, iw], col[iw])
+                    for ow in range(OW):
+                        m = init
+                        for iw in range(sw[ow], ew[ow]):
+                            m = vmax(col[iw], m)
+                        if m == 0:
+                            m = _first_zero(x, n, c, sd[od], ed[od], sh[oh], eh[oh], sw[ow], ew[ow])
+                        elif m != m and _nan_wins(m):
+                            m = _last_nan(x, n, c, sd[od], ed[od], sh[oh], eh[oh], sw[ow], ew[ow])
+                        out[n, c, od, oh, ow] = m
+
+
+@njit(inline="always")
+def _nan_wins(v):
+    # Whether a NaN candidate ``v`` beats a number under the module's max step:
+    # True for ``vmax`` (propagate), False for ``vmax_omit`` (omit_variant's clone).
+    zero = type(v)(0)
+    w = vmax(v, zero)
+    return w != w
+
+
+@njit(inline="always")
+def _first_zero(x, n, c, d0, d1, h0, h1, w0, w1):
+    # The first cell equal to zero (-0.0 or +0.0) of a bin, in scan order: the
+    # maximum of a bin whose maximum is zero, with the sign PyTorch's scan keeps.
+    for id_ in range(d0, d1):
+        for ih in range(h0, h1):
+            for iw in range(w0, w1):
+                if x[n, c, id_, ih, iw] == 0:
+                    return x[n, c, id_, ih, iw]
+    return x[n, c, d0, h0, w0]  # not reached: the caller found a zero
+
+
+@njit(inline="always")
+def _last_nan(x, n, c, d0, d1, h0, h1, w0, w1):
+    # The last NaN of a bin in scan order (looked for from the end): the maximum
+    # of a bin holding a NaN under propagate, payload and all.
+    for id_ in range(d1 - 1, d0 - 1, -1):
+        for ih in range(h1 - 1, h0 - 1, -1):
+            for iw in range(w1 - 1, w0 - 1, -1):
+                if x[n, c, id_, ih, iw] != x[n, c, id_, ih, iw]:
+                    return x[n, c, id_, ih, iw]
+    return x[n, c, d0, h0, w0]  # not reached: the caller found a NaN
+
+
 def adaptive_max_cl(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
     """Adaptive max, channels-last (N, D, H, W, C); parallel over output rows."""
     N, D, H, W, C = x.shape
@@ -547,6 +622,39 @@ def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
         for p in range(p0, p1):
             n = p // C
             _adaptive_avg_plane(x, out, n, p - n * C, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+
+
+@njit(inline="always")
+def _adaptive_avg_planes4(x, out, p, C, acc4, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # Planes p .. p+3 (flat (n, c) index) of ``adaptive_avg_cf``: each plane's sums
+    # are exactly ``_adaptive_avg_plane``'s, in the same order; only the loops are shared.
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    n0 = p // C
+    c0 = p - n0 * C
+    n1 = (p + 1) // C
+    c1 = p + 1 - n1 * C
+    n2 = (p + 2) // C
+    c2 = p + 2 - n2 * C
+    n3 = (p + 3) // C
+    c3 = p + 3 - n3 * C
+    for od in range(OD):
+        for oh in range(OH):
+            acc4[:] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
+                    for ow in range(OW):
+                        a0, a1, a2, a3 = acc4[ow, 0], acc4[ow, 1], acc4[ow, 2], acc4[ow, 3]
+                        for iw in range(sw[ow], ew[ow]):
+                            a0 += x[n0, c0, id_, ih, iw]
+                            a1 += x[n1, c1, id_, ih, iw]
+                            a2 += x[n2, c2, id_, ih, iw]
+                            a3 += x[n3, c3, id_, ih, iw]
+                        acc4[ow, 0], acc4[ow, 1], acc4[ow, 2], acc4[ow, 3] = a0, a1, a2, a3
+            for ow in range(OW):
+                out[n0, c0, od, oh, ow] = acc4[ow, 0] / kd[od] / kh[oh] / kw[ow]
+                out[n1, c1, od, oh, ow] = acc4[ow, 1] / kd[od] / kh[oh] / kw[ow]
+                out[n2, c2, od, oh, ow] = acc4[ow, 2] / kd[od] / kh[oh] / kw[ow]
+                out[n3, c3, od, oh, ow] = acc4[ow, 3] / kd[od] / kh[oh] / kw[ow]
 
 
 @njit(inline="always")
@@ -784,7 +892,7 @@ for _name, _fn in [
     ("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("avg3d_cf", avg3d_cf), ("avg3d_cl", avg3d_cl),
     ("adaptive_max_cf", adaptive_max_cf), ("adaptive_max_cl", adaptive_max_cl),
     ("adaptive_avg_cf", adaptive_avg_cf), ("adaptive_avg_cl", adaptive_avg_cl),
-    ("adaptive_max_cf_lanes", adaptive_max_cf_lanes),
+    ("adaptive_max_cf_lanes", adaptive_max_cf_lanes), ("adaptive_max_cf_cols", adaptive_max_cf_cols),
     ("scatter", scatter), ("gather", gather), ("avg_gather", avg_gather), ("avg_spread", avg_spread),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
@@ -795,7 +903,8 @@ for _name, _fn in [("avg3d_omit_cf", avg3d_omit_cf), ("avg3d_omit_cl", avg3d_omi
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
 #: ``nan_policy="omit"`` max kernels: same source, NaN-skipping steps (:func:`._jit.omit_variant`).
 for _name, _fn in [("max3d_cf", max3d_cf), ("max3d_cl", max3d_cl), ("adaptive_max_cf", adaptive_max_cf),
-                   ("adaptive_max_cl", adaptive_max_cl), ("adaptive_max_cf_lanes", adaptive_max_cf_lanes)]:
+                   ("adaptive_max_cl", adaptive_max_cl), ("adaptive_max_cf_lanes", adaptive_max_cf_lanes),
+                   ("adaptive_max_cf_cols", adaptive_max_cf_cols)]:
     KERNELS[(_name + "_omit", False)], KERNELS[(_name + "_omit", True)] = njit_pair(omit_variant(_fn))
 del _name, _fn
 #: ``CHECKS[(name, parallel)]`` -> compiled argument checks (validation, run before any kernel).

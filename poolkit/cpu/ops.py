@@ -78,6 +78,18 @@ def _on_lanes(x5):
     return x5.shape[0] * x5.shape[1] >= LANES and math.prod(x5.shape[2:]) <= LANES_MAX_CELLS
 
 
+#: ``adaptive_max_cf_cols`` runs where a bin averages at least this many cells: smaller bins
+#: (7x7 -> 5) have too little to share per column, and too many zero/NaN bins looked up again.
+COLUMNS_MIN_BIN = 8
+
+
+def _on_columns(x5, out5):
+    """Channels-first adaptive max values of bins more than one row high, and big enough:
+    run ``adaptive_max_cf_cols`` (rows of one-row bins are plain scans: lanes do better)."""
+    return (x5.shape[2] * x5.shape[3] > 1
+            and math.prod(x5.shape[2:]) >= COLUMNS_MIN_BIN * math.prod(out5.shape[2:]))
+
+
 def _launch_lanes(name, parallel, size, x, out, *args):
     """Run ``name(x, out, nchunks, *args)``, a ``*_lanes`` kernel: its parallel loop runs over
     ``nchunks`` pieces of the groups of LANES planes."""
@@ -371,7 +383,10 @@ def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
         x5, out5 = Lay.to5(x, nd, cl), Lay.to5(out, nd, cl)
         args = (_NO_INDEX if idx is None else Lay.to5(idx, nd, cl), want_idx,
                 *(t for pair in _bins5(ag) for t in pair), G.max_init(x.dtype, omit))
-        if not cl and _on_lanes(x5):
+        if not cl and not want_idx and _on_columns(x5, out5):
+            _launch_planes(_named("adaptive_max_cf_cols", omit), parallel, max(x.size, out.size), x5, out5,
+                           *args[2:])
+        elif not cl and _on_lanes(x5):
             _launch_lanes(_named("adaptive_max_cf_lanes", omit), parallel, max(x.size, out.size), x5, out5,
                           *args)
         else:
