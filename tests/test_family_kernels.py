@@ -9,6 +9,8 @@
 * Adaptive max values of bins of 8 or more cells (channels-first) take each column's
   maximum over a bin's rows, then the bin's columns, and look zero and NaN maxima up
   again in scan order (``adaptive_max_cf_cols``).
+* Adaptive average (channels-first) sums eight planes at a time, the rest of a piece
+  plane by plane (``_adaptive_avg_planes8``).
 * Adaptive average to size 1 on contiguous channels-first input reduces flat planes
   eight at a time (``global_sum`` / ``global_sum_omit``): plane counts that are and are
   not multiples of 8, both NaN policies, serial and parallel.
@@ -173,6 +175,36 @@ def test_adaptive_avg_to_one_flat(nd, planes, parallel):
     for policy in ("propagate", "omit"):
         assert_bitwise(getattr(cpu, name)(x, 1, nan_policy=policy, parallel=parallel),
                        getattr(R, name)(x, 1, nan_policy=policy))
+
+
+@settings(max_examples=30, deadline=None)
+@given(nd=st.integers(1, 3), shape=st.sampled_from([(1, 7), (1, 8), (2, 9), (3, 6), (1, 23), (4, 8)]),
+       data=st.data(), parallel=st.booleans(), dtype=st.sampled_from(["float32", "float64"]))
+def test_adaptive_avg_groups_of_eight_planes_match_reference(nd, shape, data, parallel, dtype):
+    """Channels-first adaptive average sums eight planes at a time (``_adaptive_avg_planes8``,
+    eight named accumulators), the rest of a piece plane by plane: plane counts below, at and
+    above 8 and groups that start mid-batch (N > 1), on views with the channels and the
+    last axis reversed (so plane p is not at p's offset), bins that overlap or repeat cells,
+    values of very different sizes (the sum order shows in the last bits)."""
+    spatial = tuple(data.draw(st.integers(1, 9)) for _ in range(nd))
+    out_size = tuple(data.draw(st.integers(1, 11)) for _ in range(nd))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = (rng.standard_normal(shape + spatial) * 10.0 ** rng.integers(-3, 4, shape + spatial)).astype(dtype)
+    if data.draw(st.booleans()):
+        x = x[:, ::-1, ..., ::-1]
+    name = f"adaptive_avg_pool{nd}d"
+    assert_bitwise(getattr(cpu, name)(x, out_size, parallel=parallel), getattr(R, name)(x, out_size))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_adaptive_avg_groups_divide_by_each_bin_size_in_turn(parallel):
+    """Bins of 5 x 3 x 4 cells (no size a power of two): sum / 5 / 3 / 4 and sum / 3 / 5 / 4
+    round differently for about a third of float32 sums, so a group that divides in another
+    order than PyTorch's (depth, height, width) shows."""
+    x = np.random.default_rng(5).standard_normal((1, 17, 9, 9, 7)).astype(np.float32)
+    for view in (x, x[:, ::-1]):
+        assert_bitwise(cpu.adaptive_avg_pool3d(view, (2, 3, 2), parallel=parallel),
+                       R.adaptive_avg_pool3d(view, (2, 3, 2)))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

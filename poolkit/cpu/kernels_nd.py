@@ -611,50 +611,67 @@ def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
 
     Each input row of a (od, oh) bin row is swept once across every output of the
     row (independent sums the CPU overlaps; a bin's cells still go in scan order).
-    ``kd``, ``kh``, ``kw`` are the bin sizes in ``x``'s dtype (a float32 divided by
-    an int64 would be computed in float64 by Numba and round differently).
-    Parallel over ``nchunks`` pieces of the (n, c) planes.
+    Eight planes go through the bins together (:func:`_adaptive_avg_planes8`): eight
+    independent add chains per step and one pass of bin-table loop control for all
+    eight (2x the one-plane loop on 30x30 -> 7; 4 planes at a time was 10-20% slower);
+    what is left of a piece goes plane by plane. ``kd``, ``kh``, ``kw`` are the
+    bin sizes in ``x``'s dtype (a float32 divided by an int64 would be computed in
+    float64 by Numba and round differently). Parallel over ``nchunks`` pieces of the
+    (n, c) planes.
     """
     N, C = x.shape[0], x.shape[1]
     for i in prange(nchunks):
         acc = np.empty(out.shape[4], dtype=out.dtype)
+        acc8 = np.empty((out.shape[4], 8), dtype=out.dtype)
         p0, p1 = chunk(i, nchunks, N * C)
-        for p in range(p0, p1):
-            n = p // C
-            _adaptive_avg_plane(x, out, n, p - n * C, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+        p = p0
+        while p + 8 <= p1:
+            _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+            p += 8
+        for q in range(p, p1):
+            n = q // C
+            _adaptive_avg_plane(x, out, n, q - n * C, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
 
 
 @njit(inline="always")
-def _adaptive_avg_planes4(x, out, p, C, acc4, sd, ed, sh, eh, sw, ew, kd, kh, kw):
-    # Planes p .. p+3 (flat (n, c) index) of ``adaptive_avg_cf``: each plane's sums
-    # are exactly ``_adaptive_avg_plane``'s, in the same order; only the loops are shared.
+def _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # Planes p .. p+7 (flat (n, c) index) of ``adaptive_avg_cf``: each plane's sums
+    # are exactly ``_adaptive_avg_plane``'s, in the same order; only the loops are
+    # shared. Eight named accumulators stay in registers (an array of them would not).
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
-    n0 = p // C
-    c0 = p - n0 * C
-    n1 = (p + 1) // C
-    c1 = p + 1 - n1 * C
-    n2 = (p + 2) // C
-    c2 = p + 2 - n2 * C
-    n3 = (p + 3) // C
-    c3 = p + 3 - n3 * C
+    n0, n1, n2, n3, n4, n5, n6, n7 = p // C, (p + 1) // C, (p + 2) // C, (p + 3) // C, \
+        (p + 4) // C, (p + 5) // C, (p + 6) // C, (p + 7) // C
+    c0, c1, c2, c3, c4, c5, c6, c7 = p - n0 * C, p + 1 - n1 * C, p + 2 - n2 * C, p + 3 - n3 * C, \
+        p + 4 - n4 * C, p + 5 - n5 * C, p + 6 - n6 * C, p + 7 - n7 * C
     for od in range(OD):
         for oh in range(OH):
-            acc4[:] = 0
+            acc8[:] = 0
             for id_ in range(sd[od], ed[od]):
                 for ih in range(sh[oh], eh[oh]):
                     for ow in range(OW):
-                        a0, a1, a2, a3 = acc4[ow, 0], acc4[ow, 1], acc4[ow, 2], acc4[ow, 3]
+                        a0, a1, a2, a3 = acc8[ow, 0], acc8[ow, 1], acc8[ow, 2], acc8[ow, 3]
+                        a4, a5, a6, a7 = acc8[ow, 4], acc8[ow, 5], acc8[ow, 6], acc8[ow, 7]
                         for iw in range(sw[ow], ew[ow]):
                             a0 += x[n0, c0, id_, ih, iw]
                             a1 += x[n1, c1, id_, ih, iw]
                             a2 += x[n2, c2, id_, ih, iw]
                             a3 += x[n3, c3, id_, ih, iw]
-                        acc4[ow, 0], acc4[ow, 1], acc4[ow, 2], acc4[ow, 3] = a0, a1, a2, a3
+                            a4 += x[n4, c4, id_, ih, iw]
+                            a5 += x[n5, c5, id_, ih, iw]
+                            a6 += x[n6, c6, id_, ih, iw]
+                            a7 += x[n7, c7, id_, ih, iw]
+                        acc8[ow, 0], acc8[ow, 1], acc8[ow, 2], acc8[ow, 3] = a0, a1, a2, a3
+                        acc8[ow, 4], acc8[ow, 5], acc8[ow, 6], acc8[ow, 7] = a4, a5, a6, a7
             for ow in range(OW):
-                out[n0, c0, od, oh, ow] = acc4[ow, 0] / kd[od] / kh[oh] / kw[ow]
-                out[n1, c1, od, oh, ow] = acc4[ow, 1] / kd[od] / kh[oh] / kw[ow]
-                out[n2, c2, od, oh, ow] = acc4[ow, 2] / kd[od] / kh[oh] / kw[ow]
-                out[n3, c3, od, oh, ow] = acc4[ow, 3] / kd[od] / kh[oh] / kw[ow]
+                d = (kd[od], kh[oh], kw[ow])
+                out[n0, c0, od, oh, ow] = acc8[ow, 0] / d[0] / d[1] / d[2]
+                out[n1, c1, od, oh, ow] = acc8[ow, 1] / d[0] / d[1] / d[2]
+                out[n2, c2, od, oh, ow] = acc8[ow, 2] / d[0] / d[1] / d[2]
+                out[n3, c3, od, oh, ow] = acc8[ow, 3] / d[0] / d[1] / d[2]
+                out[n4, c4, od, oh, ow] = acc8[ow, 4] / d[0] / d[1] / d[2]
+                out[n5, c5, od, oh, ow] = acc8[ow, 5] / d[0] / d[1] / d[2]
+                out[n6, c6, od, oh, ow] = acc8[ow, 6] / d[0] / d[1] / d[2]
+                out[n7, c7, od, oh, ow] = acc8[ow, 7] / d[0] / d[1] / d[2]
 
 
 @njit(inline="always")
