@@ -9,8 +9,9 @@
 * Adaptive max values of bins of 8 or more cells (channels-first) take each column's
   maximum over a bin's rows, then the bin's columns, and look zero and NaN maxima up
   again in scan order (``adaptive_max_cf_cols``).
-* Adaptive average (channels-first) sums eight planes at a time, the rest of a piece
-  plane by plane (``_adaptive_avg_planes8``).
+* Adaptive average (channels-first) sums eight planes at a time (``_adaptive_avg_planes8``);
+  omit too for runs of eight planes without NaN, other planes four at a time
+  (``_adaptive_avg_omit_planes4``); the rest of a piece plane by plane.
 * Adaptive average to size 1 on contiguous channels-first input reduces flat planes
   eight at a time (``global_sum`` / ``global_sum_omit``): plane counts that are and are
   not multiples of 8, both NaN policies, serial and parallel.
@@ -18,6 +19,8 @@
 The broad property tests of every op are in test_forward_nd.py; these aim at the
 branches the fast paths add.
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -177,23 +180,33 @@ def test_adaptive_avg_to_one_flat(nd, planes, parallel):
                        getattr(R, name)(x, 1, nan_policy=policy))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(nd=st.integers(1, 3), shape=st.sampled_from([(1, 7), (1, 8), (2, 9), (3, 6), (1, 23), (4, 8)]),
-       data=st.data(), parallel=st.booleans(), dtype=st.sampled_from(["float32", "float64"]))
-def test_adaptive_avg_groups_of_eight_planes_match_reference(nd, shape, data, parallel, dtype):
+       data=st.data(), parallel=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
+       policy=st.sampled_from(["propagate", "omit"]))
+def test_adaptive_avg_groups_of_planes_match_reference(nd, shape, data, parallel, dtype, policy):
     """Channels-first adaptive average sums eight planes at a time (``_adaptive_avg_planes8``,
-    eight named accumulators), the rest of a piece plane by plane: plane counts below, at and
-    above 8 and groups that start mid-batch (N > 1), on views with the channels and the
-    last axis reversed (so plane p is not at p's offset), bins that overlap or repeat cells,
-    values of very different sizes (the sum order shows in the last bits)."""
+    eight named accumulators); omit does so for runs of eight planes without NaN and sums
+    other planes four at a time (``_adaptive_avg_omit_planes4``), the rest of a piece plane
+    by plane. Plane counts below, at and above 8 and groups that start mid-batch (N > 1), on
+    views with the channels and the last axis reversed (so plane p is not at p's offset),
+    NaN in no plane, a few planes or many cells, bins that overlap or repeat cells, values of
+    very different sizes (the sum order shows in the last bits)."""
     spatial = tuple(data.draw(st.integers(1, 9)) for _ in range(nd))
     out_size = tuple(data.draw(st.integers(1, 11)) for _ in range(nd))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = (rng.standard_normal(shape + spatial) * 10.0 ** rng.integers(-3, 4, shape + spatial)).astype(dtype)
+    nan = data.draw(st.sampled_from(["none", "planes", "cells"]))
+    if nan == "planes":  # one cell in a few planes: runs of clean planes of every length
+        for q in rng.choice(shape[0] * shape[1], size=int(rng.integers(1, 4))):
+            x.reshape(shape[0] * shape[1], -1)[q, rng.integers(math.prod(spatial))] = np.nan
+    elif nan == "cells":
+        x[rng.random(x.shape) < 0.3] = np.nan
     if data.draw(st.booleans()):
         x = x[:, ::-1, ..., ::-1]
     name = f"adaptive_avg_pool{nd}d"
-    assert_bitwise(getattr(cpu, name)(x, out_size, parallel=parallel), getattr(R, name)(x, out_size))
+    assert_bitwise(getattr(cpu, name)(x, out_size, parallel=parallel, nan_policy=policy),
+                   getattr(R, name)(x, out_size, nan_policy=policy))
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -408,44 +408,104 @@ def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     """Adaptive average with ``nan_policy="omit"``: the valid cells' sum over their count (one
     division), or, for a bin with every cell valid, ``adaptive_avg_cf``'s three divisions.
 
-    Each input row of a (od, oh) bin row is swept once across every output of the row
-    (independent sums, which the CPU overlaps); a bin's cells still go in scan order.
-    Counts are int64 (scalar chains: see :func:`._jit.valid_bit`). A plane without NaN
-    (:func:`._jit.rows_have_nan`, a vectorised pass over a plane the sums then read from
-    cache) runs ``adaptive_avg_cf``'s plane step. Parallel over ``nchunks`` pieces of the
-    (n, c) planes.
+    Eight planes in a row without NaN (:func:`._jit.rows_have_nan`, a vectorised pass over
+    a plane the sums then read from cache) go through ``adaptive_avg_cf``'s
+    :func:`_adaptive_avg_planes8`; otherwise the next four planes go through the omit
+    sums together (:func:`_adaptive_avg_omit_planes4`), and the last one to three of a
+    piece one by one. Parallel over ``nchunks`` pieces of the (n, c) planes.
     """
-    N, C, D, H, W = x.shape
+    N, C = x.shape[0], x.shape[1]
+    for i in prange(nchunks):
+        acc = np.empty(out.shape[4], dtype=out.dtype)
+        cnt = np.empty(out.shape[4], dtype=np.int64)
+        acc8 = np.empty((out.shape[4], 8), dtype=out.dtype)
+        cnt4 = np.empty((out.shape[4], 4), dtype=np.int64)
+        p0, p1 = chunk(i, nchunks, N * C)
+        p = p0
+        while p < p1:
+            k = 0  # planes p, p+1, ... without NaN, up to 8
+            while k < 8 and p + k < p1 and _plane_is_clean(x, p + k, C):
+                k += 1
+            if k == 8:
+                _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+                p += 8
+                continue
+            if p + 4 <= p1:  # no run of 8 clean planes: four planes through the omit sums
+                _adaptive_avg_omit_planes4(x, out, p, C, acc8, cnt4, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+                p += 4
+            else:
+                n = p // C
+                _adaptive_avg_omit_plane(x, out, n, p - n * C, acc, cnt, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+                p += 1
+
+
+@njit(inline="always")
+def _plane_is_clean(x, p, C):
+    # Whether plane p (flat (n, c) index) of the 5-D ``x`` holds no NaN.
+    n = p // C
+    c = p - n * C
+    for id_ in range(x.shape[2]):
+        if rows_have_nan(x[n, c, id_], 0, x.shape[3]):
+            return False
+    return True
+
+
+@njit(inline="always")
+def _adaptive_avg_omit_planes4(x, out, p, C, acc, cnt, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # Planes p .. p+3 of ``adaptive_avg_omit_cf``: each plane's sums and counts are
+    # exactly :func:`_adaptive_avg_omit_plane`'s (a plane without NaN counts every cell,
+    # and omit_mean then divides as propagate does); only the loops are shared. Four
+    # planes, not eight: a sum and a count each, eight accumulators in registers.
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
-    for i in prange(nchunks):
-        acc = np.empty(OW, dtype=out.dtype)
-        cnt = np.empty(OW, dtype=np.int64)
-        p0, p1 = chunk(i, nchunks, N * C)
-        for p in range(p0, p1):
-            n = p // C
-            c = p - n * C
-            clean = True
-            for id_ in range(D):
-                clean = clean and not rows_have_nan(x[n, c, id_], 0, H)
-            if clean:  # adaptive_avg_cf's plane: the same bits (omit_mean's k == L case), faster
-                _adaptive_avg_plane(x, out, n, c, acc, sd, ed, sh, eh, sw, ew, kd, kh, kw)
-                continue
-            for od in range(OD):
-                for oh in range(OH):
-                    acc[:] = 0
-                    cnt[:] = 0
-                    for id_ in range(sd[od], ed[od]):
-                        for ih in range(sh[oh], eh[oh]):
-                            for ow in range(OW):
-                                a, k = acc[ow], cnt[ow]
-                                for iw in range(sw[ow], ew[ow]):
-                                    a, k = add_valid_scalar(a, k, x[n, c, id_, ih, iw], zero)
-                                acc[ow], cnt[ow] = a, k
-                    size_dh = (ed[od] - sd[od]) * (eh[oh] - sh[oh])
+    n0, n1, n2, n3 = p // C, (p + 1) // C, (p + 2) // C, (p + 3) // C
+    c0, c1, c2, c3 = p - n0 * C, p + 1 - n1 * C, p + 2 - n2 * C, p + 3 - n3 * C
+    for od in range(OD):
+        for oh in range(OH):
+            acc[:] = 0
+            cnt[:] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
                     for ow in range(OW):
-                        out[n, c, od, oh, ow] = omit_mean(acc[ow], cnt[ow], size_dh * (ew[ow] - sw[ow]),
-                                                           kd[od], kh[oh], kw[ow])
+                        a0, a1, a2, a3 = acc[ow, 0], acc[ow, 1], acc[ow, 2], acc[ow, 3]
+                        k0, k1, k2, k3 = cnt[ow, 0], cnt[ow, 1], cnt[ow, 2], cnt[ow, 3]
+                        for iw in range(sw[ow], ew[ow]):
+                            a0, k0 = add_valid_scalar(a0, k0, x[n0, c0, id_, ih, iw], zero)
+                            a1, k1 = add_valid_scalar(a1, k1, x[n1, c1, id_, ih, iw], zero)
+                            a2, k2 = add_valid_scalar(a2, k2, x[n2, c2, id_, ih, iw], zero)
+                            a3, k3 = add_valid_scalar(a3, k3, x[n3, c3, id_, ih, iw], zero)
+                        acc[ow, 0], acc[ow, 1], acc[ow, 2], acc[ow, 3] = a0, a1, a2, a3
+                        cnt[ow, 0], cnt[ow, 1], cnt[ow, 2], cnt[ow, 3] = k0, k1, k2, k3
+            size_dh = (ed[od] - sd[od]) * (eh[oh] - sh[oh])
+            for ow in range(OW):
+                L = size_dh * (ew[ow] - sw[ow])
+                out[n0, c0, od, oh, ow] = omit_mean(acc[ow, 0], cnt[ow, 0], L, kd[od], kh[oh], kw[ow])
+                out[n1, c1, od, oh, ow] = omit_mean(acc[ow, 1], cnt[ow, 1], L, kd[od], kh[oh], kw[ow])
+                out[n2, c2, od, oh, ow] = omit_mean(acc[ow, 2], cnt[ow, 2], L, kd[od], kh[oh], kw[ow])
+                out[n3, c3, od, oh, ow] = omit_mean(acc[ow, 3], cnt[ow, 3], L, kd[od], kh[oh], kw[ow])
+
+
+@njit(inline="always")
+def _adaptive_avg_omit_plane(x, out, n, c, acc, cnt, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # One (n, c) plane of ``adaptive_avg_omit_cf`` that holds a NaN: valid cells summed
+    # in scan order and counted (int64: scalar chains, see :func:`._jit.valid_bit`).
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    zero = x.dtype.type(0)
+    for od in range(OD):
+        for oh in range(OH):
+            acc[:] = 0
+            cnt[:] = 0
+            for id_ in range(sd[od], ed[od]):
+                for ih in range(sh[oh], eh[oh]):
+                    for ow in range(OW):
+                        a, k = acc[ow], cnt[ow]
+                        for iw in range(sw[ow], ew[ow]):
+                            a, k = add_valid_scalar(a, k, x[n, c, id_, ih, iw], zero)
+                        acc[ow], cnt[ow] = a, k
+            size_dh = (ed[od] - sd[od]) * (eh[oh] - sh[oh])
+            for ow in range(OW):
+                out[n, c, od, oh, ow] = omit_mean(acc[ow], cnt[ow], size_dh * (ew[ow] - sw[ow]),
+                                                   kd[od], kh[oh], kw[ow])
 
 
 def adaptive_avg_omit_cl(x, out, sd, ed, sh, eh, sw, ew, kd, kh, kw, proto):
