@@ -32,7 +32,7 @@ from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit
 
 __all__ = ["max3d_cf", "max3d_cl", "avg3d_cf", "avg3d_cl", "avg3d_omit_cf", "avg3d_omit_cl",
            "adaptive_max_cf", "adaptive_max_cl", "adaptive_avg_cf", "adaptive_avg_cl",
-           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "adaptive_max_cf_lanes", "LANES", "scatter", "count_outside", "gather", "avg_gather", "avg_spread",
+           "adaptive_avg_omit_cf", "adaptive_avg_omit_cl", "adaptive_max_cf_lanes", "adaptive_max_cf_cols", "LANES", "scatter", "count_outside", "gather", "avg_gather", "avg_spread",
            "KERNELS", "CHECKS"]
 
 
@@ -487,8 +487,9 @@ def _adaptive_avg_omit_planes4(x, out, p, C, acc, cnt, sd, ed, sh, eh, sw, ew, k
 
 @njit(inline="always")
 def _adaptive_avg_omit_plane(x, out, n, c, acc, cnt, sd, ed, sh, eh, sw, ew, kd, kh, kw):
-    # One (n, c) plane of ``adaptive_avg_omit_cf`` that holds a NaN: valid cells summed
-    # in scan order and counted (int64: scalar chains, see :func:`._jit.valid_bit`).
+    # One (n, c) plane of ``adaptive_avg_omit_cf`` (the last one to three of a piece):
+    # valid cells summed in scan order and counted (int64: scalar chains, see
+    # :func:`._jit.valid_bit`).
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     zero = x.dtype.type(0)
     for od in range(OD):
