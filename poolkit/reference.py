@@ -39,7 +39,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     index names the *last* NaN in scan order (PyTorch's ``val > max or isnan(val)``
     update). Among equal maxima the *first* in scan order wins. With
     ``nan_policy="omit"`` NaN cells are skipped: a window with no valid cell gives
-    ``np.nan`` and the index of its first cell.
+    NaN and the index of its first cell.
     """
     op = "max_pool2d"
     return_indices = G.check_bool(return_indices, "return_indices", op)
@@ -66,8 +66,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                                 continue
                             v = x[n, c, ih, iw]
                             if omit and np.isnan(v):  # nan_policy="omit": NaN is skipped,
-                                if best is None:      # np.nan kept only while nothing else is seen
-                                    best, best_i = np.nan, ih * W + iw
+                                if best is None:      # kept only while nothing else is seen
+                                    best, best_i = v, ih * W + iw
                                 continue
                             if best is None or v > best or np.isnan(v) or (omit and np.isnan(best)):
                                 best, best_i = v, ih * W + iw
@@ -168,11 +168,9 @@ def _max_step(best, best_i, v, i, omit):
     the last NaN is kept; ties keep the first maximum. ``"omit"``: a NaN never wins
     against a number, and a number always wins against NaN; the first cell is taken
     whatever it is, so a window with no valid cell gives NaN and its first cell's index.
-    That NaN is the quiet NaN (``np.nan``'s bits) whatever NaNs the window held: the
-    kernels' scans start from it and no NaN cell ever replaces it.
     """
     if best is None:
-        return (v.dtype.type(np.nan) if omit and np.isnan(v) else v), i
+        return v, i
     if omit:
         if np.isnan(v) or not (np.isnan(best) or v > best):
             return best, best_i
