@@ -119,7 +119,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     NaN propagates (a window with a NaN gives NaN; its index is the last NaN in
     scan order); ties go to the first maximum in scan order. With
     ``nan_policy="omit"`` the maximum is over the window's valid cells; a window
-    with none gives NaN and the index of its first in-range cell.
+    with none gives what propagate gives there: its last NaN and that cell's index.
 
     Examples
     --------

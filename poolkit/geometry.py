@@ -605,8 +605,9 @@ def check_nan_policy(nan_policy, op: str) -> bool:
     """``"propagate"`` (False) or ``"omit"`` (True): whether NaN cells are skipped.
 
     ``"propagate"`` is PyTorch's rule: a NaN in a window makes its max and its
-    average NaN. ``"omit"`` skips NaN cells (nodata): a window with no valid cell
-    gives NaN (and, for max with indices, the index of its first in-range cell);
+    average NaN. ``"omit"`` skips NaN cells (nodata): a max is over the valid cells
+    (ties: the first), and a window with none gives what propagate gives there, its
+    last NaN (bits included) and, with indices, that cell's index;
     an average divides by the number of valid cells, plus the window's padding
     cells when ``count_include_pad`` (they are zeros, and valid), or by
     ``divisor_override`` when given. With the tables of :func:`avg_divisor_table`

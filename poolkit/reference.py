@@ -38,8 +38,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     NaN is treated as larger than every number: a NaN in the window wins, and the
     index names the *last* NaN in scan order (PyTorch's ``val > max or isnan(val)``
     update). Among equal maxima the *first* in scan order wins. With
-    ``nan_policy="omit"`` NaN cells are skipped: a window with no valid cell gives
-    NaN and the index of its first cell.
+    ``nan_policy="omit"`` NaN cells are skipped: a window with a valid cell gives its
+    first valid maximum; a window with none gives what propagate gives there, its
+    last NaN (bits included) and that cell's index.
     """
     op = "max_pool2d"
     return_indices = G.check_bool(return_indices, "return_indices", op)
@@ -65,11 +66,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                             if iw < 0 or iw >= W:
                                 continue
                             v = x[n, c, ih, iw]
-                            if omit and np.isnan(v):  # nan_policy="omit": NaN is skipped,
-                                if best is None:      # kept only while nothing else is seen
-                                    best, best_i = v, ih * W + iw
-                                continue
-                            if best is None or v > best or np.isnan(v) or (omit and np.isnan(best)):
+                            if best is None or v > best or (np.isnan(best) if omit else np.isnan(v)):
+                                # propagate: NaN wins (the last NaN is kept); omit: NaN loses
+                                # to a number, and anything replaces a NaN (so, with no valid
+                                # cell, the last NaN is kept too)
                                 best, best_i = v, ih * W + iw
                     out[n, c, oh, ow] = best
                     idx[n, c, oh, ow] = best_i
@@ -166,16 +166,11 @@ def _max_step(best, best_i, v, i, omit):
 
     ``"propagate"`` (PyTorch): ``v`` wins if it is larger or NaN, so a NaN wins and
     the last NaN is kept; ties keep the first maximum. ``"omit"``: a NaN never wins
-    against a number, and a number always wins against NaN; the first cell is taken
-    whatever it is, so a window with no valid cell gives NaN and its first cell's index.
+    against a number, and anything wins against a NaN; so a window with a valid cell
+    gives its first valid maximum, and a window with none gives its last NaN and that
+    cell's index: what propagate gives there.
     """
-    if best is None:
-        return v, i
-    if omit:
-        if np.isnan(v) or not (np.isnan(best) or v > best):
-            return best, best_i
-        return v, i
-    if v > best or np.isnan(v):
+    if best is None or v > best or (np.isnan(best) if omit else np.isnan(v)):
         return v, i
     return best, best_i
 

@@ -4,7 +4,9 @@
   up to 3, kernels up to 4, any integer dtype), for the tuned 2-d kernels;
 * :func:`window_problem` / :func:`adaptive_problem` -- max/avg/lp and adaptive
   pooling with 1, 2 or 3 spatial dimensions (the whole family), ``padding="same"``
-  / ``"valid"`` included.
+  / ``"valid"`` included;
+* :func:`nodata` -- a random NaN mask (``nan_policy="omit"``), its NaNs of
+  several bit patterns (:func:`nan_patterns`).
 
 Every strategy draws inputs in either layout, sometimes unbatched, sometimes a
 non-contiguous view, with values from a small integer set (so ties are common) and
@@ -183,3 +185,32 @@ def assert_same(got, want):
 def random_grad(shape, dtype, seed):
     """A standard-normal gradient of the given shape and dtype."""
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------ nodata (nan_policy="omit")
+def nan_patterns(dtype):
+    """Three NaNs of ``dtype`` with different bits: NumPy's ``np.nan``, the same with the
+    sign bit set (what x86 gives for 0/0), and a quiet NaN with a payload. A kernel that
+    picks the wrong NaN of a window shows in the result's bits."""
+    u = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    base = int(np.array(np.nan, dtype).view(u))
+    sign = 1 << (8 * u.itemsize - 1)
+    return np.array([base, base | sign, base | 5], u).view(dtype)
+
+
+def nodata(x, data):
+    """A copy of ``x`` (same layout; a strided view stays one) with a random NaN mask:
+    no cell, some, most or all; each NaN one of :func:`nan_patterns`. ``data``: a
+    hypothesis ``st.data()``. Integer or empty ``x`` is returned as it is."""
+    frac = data.draw(st.sampled_from([0.0, 0.3, 0.7, 0.95, 1.0]))
+    if x.dtype.kind != "f" or not x.size or frac == 0:
+        return x
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    if x.flags.c_contiguous:
+        y = x.copy()
+    else:
+        y = np.zeros(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)[..., ::2]
+        y[...] = x
+    mask = rng.random(y.shape) < frac
+    y[mask] = nan_patterns(x.dtype)[rng.integers(0, 3, int(mask.sum()))]
+    return y

@@ -1,8 +1,8 @@
 """``nan_policy="omit"``: NaN cells (nodata) skipped, on every CPU kernel and on Dask.
 
 The rule (:func:`poolkit.geometry.check_nan_policy`): a window's max is over its
-valid cells (ties: the first; no valid cell: NaN and the index of its first in-range
-cell); an average divides the valid cells' sum by their count, plus the padding
+valid cells (ties: the first; no valid cell: propagate's answer, the last NaN and its
+index); an average divides the valid cells' sum by their count, plus the padding
 cells when ``count_include_pad`` (or by ``divisor_override``); adaptive averages
 divide once by the valid count. Backward passes follow the same rule: max routes to
 the omit argmax, an average spreads ``grad / divisor`` over the valid cells only.
@@ -21,7 +21,7 @@ import poolkit
 from backends import examples, float_dtypes, run, with_nd
 from poolkit import cpu
 from poolkit import reference as R
-from strategies import adaptive_problem, random_grad, window_problem
+from strategies import adaptive_problem, nan_patterns, nodata, random_grad, window_problem
 
 #: The property tests run the serial twins (every dtype and array layout they draw is
 #: one more compile); the prange twins, the same source, compile slowly (seconds per
@@ -34,29 +34,13 @@ def settings_for(backend):
     return examples(backend, on_cpu=25, on_gpu=4)
 
 
-def nodata(x, data):
-    """A copy of ``x`` (same layout; a strided view stays one) with a random NaN mask:
-    no cell, some, most or all."""
-    frac = data.draw(st.sampled_from([0.0, 0.3, 0.7, 0.95, 1.0]))
-    if x.dtype.kind != "f" or not x.size or frac == 0:
-        return x
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    if x.flags.c_contiguous:
-        y = x.copy()
-    else:
-        big = np.zeros(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)
-        y = big[..., ::2]
-        y[...] = x
-    y[rng.random(y.shape) < frac] = np.nan
-    return y
-
-
 def assert_bitwise(got, want):
-    """Same shape, dtype, NaN positions, values and signs of zero."""
+    """Same shape, dtype and bits: NaN positions, values, signs of zero and each NaN's bits."""
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
     np.testing.assert_array_equal(got, want)
     if got.dtype.kind == "f":
-        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        u = np.dtype(f"u{got.dtype.itemsize}")
+        np.testing.assert_array_equal(np.ascontiguousarray(got).view(u), np.ascontiguousarray(want).view(u))
 
 
 # ------------------------------------------------------------------ forward, against the reference
@@ -215,7 +199,7 @@ def test_omit_rules_by_hand():
                    [nan, nan, nan, -0.]]], np.float32)
     out, idx = poolkit.max_pool2d(x, 2, return_indices=True, nan_policy="omit")
     np.testing.assert_array_equal(out, [[[1., 5.], [nan, -0.]]])
-    np.testing.assert_array_equal(idx, [[[1, 6], [8, 15]]])  # all-NaN window: its first cell
+    np.testing.assert_array_equal(idx, [[[1, 6], [13, 15]]])  # all-NaN window: its last cell, as propagate
     np.testing.assert_array_equal(poolkit.avg_pool2d(x, 2, nan_policy="omit"), [[[1., 3.5], [nan, -0.]]])
     # 3x3 s2 p1: the window of output (0, 0) has 5 padding cells and one valid cell (1.0)
     np.testing.assert_array_equal(poolkit.avg_pool2d(x, 3, 2, 1, nan_policy="omit")[0, 0, 0], np.float32(1 / 6))
@@ -233,6 +217,35 @@ def test_omit_rules_by_hand():
     g = np.ones((1, 2, 2), np.float32)
     np.testing.assert_array_equal(poolkit.avg_pool2d_backward(g, x, 2, nan_policy="omit"),
                                   [[[0, 1, .5, 0], [0, 0, .5, 0], [0, 0, 0, 0], [0, 0, 0, 1]]])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_omit_window_without_valid_cell_is_propagates_last_nan(layout, parallel):
+    """A window of NaNs only gives what propagate gives: its last NaN, bits and index,
+    also where it runs into padding at either end (k3 s2 p1 with ceil_mode: windows
+    [pad, 0, 1], [1, 2, 3], [3, pad, pad]). Padding holds the kernels' starting NaN:
+    read after a window's cells, it would replace the window's last NaN."""
+    a, b, c = nan_patterns(np.float32)
+    x = np.array([[[a, c, a, b]]], np.float32)  # NumPy's NaN, a payload, NumPy's, a signed one
+    x = x if layout == "NCL" else np.moveaxis(x, 1, -1)
+    bits = [c.view(np.uint32), b.view(np.uint32), b.view(np.uint32)]
+    for policy in ("omit", "propagate"):
+        kw = dict(layout=layout, nan_policy=policy, parallel=parallel)
+        out, idx = cpu.max_pool1d(x, 3, 2, 1, ceil_mode=True, return_indices=True, **kw)
+        assert out.view(np.uint32).ravel().tolist() == bits and idx.ravel().tolist() == [1, 3, 3]
+        out = cpu.max_pool1d(x, 3, 2, 1, ceil_mode=True, **kw)
+        assert out.view(np.uint32).ravel().tolist() == bits
+        h = 1 if layout == "NCL" else 0
+        row = np.expand_dims(x, 1 + h)
+        for plane in (row, np.concatenate([np.full_like(row, a), row], axis=1 + h)):  # 1 and 2 rows
+            lay2, rows = ("NCHW" if layout == "NCL" else "NHWC"), plane.shape[1 + h]
+            for ri in (False, True):
+                out = cpu.max_pool2d(plane, (rows, 3), (rows, 2), (0, 1), ceil_mode=True, return_indices=ri,
+                                     layout=lay2, nan_policy=policy, parallel=parallel)
+                assert (out[0] if ri else out).view(np.uint32).ravel().tolist() == bits
+                if ri:
+                    assert out[1].ravel().tolist() == [4 * (rows - 1) + i for i in (1, 3, 3)]
 
 
 @pytest.mark.parametrize("backend", SERIAL)

@@ -27,7 +27,7 @@ from poolkit import gpu
 from poolkit import geometry as G
 from poolkit import reference as R
 from poolkit.gpu import device as gpu_device
-from strategies import adaptive_problem, random_grad, window_problem
+from strategies import adaptive_problem, nan_patterns, nodata, random_grad, window_problem
 
 pytestmark = list(GPU_MARKS) + [
     # 0/0 (no valid cell, no padding) is NaN by the rule (and such a window's share of the
@@ -41,32 +41,21 @@ NDS = [pytest.param(nd, id=f"{nd}d") for nd in (1, 2, 3)]
 SETTINGS = examples("gpu", on_cpu=0, on_gpu=GPU_EXAMPLES_FAMILY)
 
 
-def nodata(x, data):
-    """``x`` (same layout; a strided view stays one) with a random NaN mask: none, some, most or all."""
-    frac = data.draw(st.sampled_from([0.0, 0.3, 0.7, 0.95, 1.0]))
-    if not x.size or frac == 0:
-        return x
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    if x.flags.c_contiguous:
-        y = x.copy()
-    else:
-        y = np.zeros(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)[..., ::2]
-        y[...] = x
-    y[rng.random(y.shape) < frac] = np.nan
-    return y
+def assert_bitwise(got, want, nan_bits=False):
+    """Same shape, dtype, NaN positions, values and signs of zero; ``nan_bits``: each NaN's bits too.
 
-
-def assert_bitwise(got, want):
-    """Same shape, dtype, NaN positions, values and signs of zero.
-
-    The sign of a NaN is not compared: a NaN that 0/0 makes (a window with no valid
-    cell) is negative on x86 (the reference, the simulator) and positive on a GPU.
+    Averages leave NaN bits out: a NaN that 0/0 makes (a window with no valid cell) is
+    negative on x86 (the reference, the simulator) and positive on a GPU. A maximum
+    does no arithmetic: its NaNs are input cells, bits and all (``nan_bits=True``).
     """
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, got.dtype, want.shape, want.dtype)
     assert np.array_equal(got, want, equal_nan=got.dtype.kind == "f"), (got, want)
     if got.dtype.kind == "f":
         num = ~np.isnan(want)
         np.testing.assert_array_equal(np.signbit(got[num]), np.signbit(want[num]))
+        if nan_bits:
+            u = np.dtype(f"u{got.dtype.itemsize}")
+            np.testing.assert_array_equal(np.ascontiguousarray(got).view(u), np.ascontiguousarray(want).view(u))
 
 
 def ref(name, *args, **kw):
@@ -90,9 +79,9 @@ def test_max_omit_matches_reference(nd):
         name = f"max_pool{nd}d"
         want, want_idx = ref(name, x, return_indices=True, layout=layout, **kw)
         got, idx = on_gpu(data, name, x, return_indices=True, layout=layout, **kw)
-        assert_bitwise(got, want)
+        assert_bitwise(got, want, nan_bits=True)
         assert_bitwise(idx, want_idx)
-        assert_bitwise(on_gpu(data, name, x, layout=layout, **kw), want)
+        assert_bitwise(on_gpu(data, name, x, layout=layout, **kw), want, nan_bits=True)
 
     check()
 
@@ -126,7 +115,7 @@ def test_adaptive_omit_matches_reference(kind, nd):
         else:
             want = ref(name, x, out_size, layout=layout)
             got = on_gpu(data, name, x, out_size, layout=layout)
-        assert_bitwise(got, want)
+        assert_bitwise(got, want, nan_bits=kind == "max")
 
     check()
 
@@ -181,7 +170,7 @@ def test_global_omit(kind, layout):
     d = cuda.to_device(x)
     out = gpu.__dict__[name](d, layout=layout, nan_policy="omit")
     assert is_device(out)
-    assert_bitwise(host(out), want)
+    assert_bitwise(host(out), want, nan_bits=kind == "max")
     g = random_grad(want.shape, x.dtype, 0)
     gx = poolkit.__dict__[name + "_backward"](cuda.to_device(g), d, layout=layout, nan_policy="omit")
     assert is_device(gx)  # device in, device out: no host round trip
@@ -200,7 +189,7 @@ X = np.array([[[NAN, 1., 2., NAN],
 def test_omit_rules_by_hand(kernel):
     out, idx = gpu.max_pool2d(X, 2, return_indices=True, nan_policy="omit", kernel=kernel)
     assert_bitwise(out, np.array([[[1., 5.], [NAN, -0.]]], np.float32))
-    assert_bitwise(idx, np.array([[[1, 6], [8, 15]]]))  # an all-NaN window: its first cell
+    assert_bitwise(idx, np.array([[[1, 6], [13, 15]]]))  # an all-NaN window: its last cell, as propagate
     assert_bitwise(gpu.avg_pool2d(X, 2, nan_policy="omit", kernel=kernel),
                    np.array([[[1., 3.5], [NAN, 0.]]], np.float32))  # +0.0 + -0.0: the sum starts at +0.0
     # 3x3 s2 p1: output (0, 0) has 5 padding cells and one valid cell (1.0)
@@ -233,7 +222,7 @@ def test_omit_ceil_mode_overhang_and_padding_3d():
                            ref("avg_pool3d", xi, layout=layout, **kw))
         got = gpu.max_pool3d(xi, 3, 2, 1, 1, True, True, layout=layout, nan_policy="omit")
         want = ref("max_pool3d", xi, 3, 2, 1, 1, True, True, layout=layout)
-        assert_bitwise(got[0], want[0])
+        assert_bitwise(got[0], want[0], nan_bits=True)
         assert_bitwise(got[1], want[1])
 
 
@@ -246,7 +235,7 @@ def test_omit_large_windows_visit_in_range_cells_only():
                        ref("avg_pool1d", x, k, 1, p, count_include_pad=cip))
     got = gpu.max_pool1d(x, k, 1, p, return_indices=True, nan_policy="omit")
     want = ref("max_pool1d", x, k, 1, p, return_indices=True)
-    assert_bitwise(got[0], want[0])
+    assert_bitwise(got[0], want[0], nan_bits=True)
     assert_bitwise(got[1], want[1])
     # 6 valid cells + 2**24 - 5 padding cells: the divisor 2**24 + 1 is no float32; like the
     # reference, the kernel rounds it to float32 first (19 / 2**24, not 19 / (2**24 + 1))
@@ -266,7 +255,7 @@ def test_omit_on_strided_device_input():
     out, idx = gpu.max_pool2d(d, 3, 2, 1, return_indices=True, nan_policy="omit")
     want, want_idx = ref("max_pool2d", x, 3, 2, 1, return_indices=True)
     assert is_device(out) and is_device(idx)
-    assert_bitwise(host(out), want)
+    assert_bitwise(host(out), want, nan_bits=True)
     assert_bitwise(host(idx), want_idx)
     a = gpu.avg_pool2d(d, 3, 1, 1, nan_policy="omit")
     assert is_device(a)

@@ -147,21 +147,24 @@ def take_max(v, a, g, flat):
 
 @njit(inline="always")
 def vmax_omit(v, a):
-    # ``nan_policy="omit"``: a NaN candidate never wins and a NaN running value
-    # (the kernels start from NaN, "no valid cell yet") always loses to a number;
-    # ties keep the first maximum. A window with no valid cell stays NaN. Like
-    # ``vmax`` it is associative with earlier partial results on the left, so the
-    # separable kernels give the plain scan's answer bit for bit. Written in
-    # ``vmax``'s shape (a blend of blends: no masked stores), with the NaN case
-    # turned round.
-    return select((a != a) | (v != v), select(v != v, a, v), select(a >= v, a, v))
+    # ``nan_policy="omit"``: a NaN candidate never beats a number, and a NaN running
+    # value (the kernels start from NaN, "no valid cell yet") always loses to the
+    # candidate, NaN or not; ties keep the first maximum. So a window with a valid
+    # cell gives its first valid maximum, and a window with none gives what
+    # ``vmax`` gives there: its last NaN, bit for bit. Like ``vmax`` it is
+    # associative with earlier partial results on the left, so the separable
+    # kernels give the plain scan's answer. A starting NaN is an identity on the
+    # left only: a NaN *after* the window's cells would win, so the kernels never
+    # scan padding past a row's end (see ``_sweep_max``). Written in ``vmax``'s
+    # shape (a blend of blends: no masked stores), with the NaN case turned round.
+    return select((a != a) | (v != v), select(a != a, v, a), select(a >= v, a, v))
 
 
 @njit(inline="always")
 def take_max_omit(v, a, g, flat):
-    # ``vmax_omit`` with the index: the first valid maximum; a window with no
-    # valid cell keeps the index of its first in-range cell (``g < 0`` takes it).
-    m = -type(g)((v > a) | ((a != a) & (v == v)) | (g < 0))
+    # ``vmax_omit`` with the index: the first valid maximum's; a window with no
+    # valid cell gets its last in-range cell's (all NaN: propagate's index).
+    m = -type(g)((v > a) | (a != a) | (g < 0))
     return vmax_omit(v, a), (flat & m) | (g & ~m)
 
 

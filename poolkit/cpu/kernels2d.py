@@ -20,9 +20,10 @@ __all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", 
 
 
 @njit(inline="always")
-def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
+def _sweep_max(ring, slot, tmp, OW, SW, KW, DW, end):
     # Horizontal pass: ring[slot, ow] = max over kw (in kw order, first maximum kept)
-    # of tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with the identity.
+    # of tmp[ow*SW + kw*DW], ``tmp`` being one input row padded with ``init``
+    # (its cells end at ``end``: padding after that).
     # The common windows (2 and 3 wide at stride 2; k x k at stride k for k = 3, 4,
     # PyTorch's default stride) get loops with literal offsets, which LLVM turns into
     # vector loads plus shuffles (~3-5x faster than one strided tap at a time).
@@ -51,6 +52,28 @@ def _sweep_max(ring, slot, tmp, OW, SW, KW, DW):
             else:
                 for ow in range(OW):
                     ring[slot, ow] = vmax(tmp[ow * SW + off], ring[slot, ow])
+    _redo_right_edge(ring, slot, tmp, OW, SW, KW, DW, end)
+
+
+@njit(inline="always")
+def _redo_right_edge(ring, slot, tmp, OW, SW, KW, DW, end):
+    # The windows that reach past the row's end (padding, ceil_mode's overhang),
+    # again without their taps there. A padding cell holds ``init``, which the max
+    # step treats as an identity on the left only: -inf under propagate (no harm
+    # anywhere), NaN under omit, where a window of NaN cells followed by padding
+    # would end on the padding's NaN instead of its own last one. Clipped, every
+    # window gives the plain scan's answer (which never reads padding) under both
+    # rules. A few windows per row; the padding *before* a row is an identity.
+    for ow in range(OW - 1, -1, -1):
+        j = ow * SW
+        if j + (KW - 1) * DW < end:
+            break
+        m = tmp[j]  # (a window always has a cell in the row, so tmp[j] is before end)
+        for kw in range(1, KW):
+            t = j + kw * DW
+            if t < end:
+                m = vmax(tmp[t], m)
+        ring[slot, ow] = m
 
 
 @njit(inline="always")
@@ -74,12 +97,13 @@ def _fold_plane_rows_max(out, n, c, oh, ring, slots, nv, OW):
 @njit(inline="always")
 def _edge_max(out, n, c, oh, ow, x, ih, W, SW, PW, KW, DW, init):
     # One output cell whose window reaches past a row end: ``_sweep_max``'s steps on
-    # the taps, a tap outside the row reading ``init`` as the padded row does.
+    # its taps inside the row, from ``init`` (an identity on the left: see
+    # ``_redo_right_edge`` for why padding after the row's cells must be skipped).
     m = init
     for kw in range(KW):
         iw = ow * SW - PW + kw * DW
-        v = x[n, c, ih, iw] if 0 <= iw < W else init
-        m = v if kw == 0 else vmax(v, m)
+        if 0 <= iw < W:
+            m = vmax(x[n, c, ih, iw], m)
     out[n, c, oh, ow] = m
 
 
@@ -128,7 +152,7 @@ def _row_max(out, n, c, oh, x, ih, W, OW, SW, PW, KW, DW, init):
 
 
 @njit(inline="always")
-def _sweep_max_idx(ring, ringi, slot, tmp, col, base, OW, SW, KW, DW):
+def _sweep_max_idx(ring, ringi, slot, tmp, col, base, OW, SW, KW, DW, end):
     # ``_sweep_max`` with the index (``take_max``): ring[slot, ow] and ringi[slot, ow]
     # = the window's first maximum (or last NaN) along W and its flat index
     # ``base + iw``. ``col`` holds the column of each cell of ``tmp``, -1 for a
@@ -159,6 +183,18 @@ def _sweep_max_idx(ring, ringi, slot, tmp, col, base, OW, SW, KW, DW):
                 g = col.dtype.type(h)  # take_max widens; keep the loop's type
             ring[slot, ow] = a
             ringi[slot, ow] = g + base
+    for ow in range(OW - 1, -1, -1):  # past the row's end: ``_redo_right_edge``, with the index
+        j = ow * SW
+        if j + (KW - 1) * DW < end:
+            break
+        a, g = tmp[j], col[j]
+        for kw in range(1, KW):
+            t = j + kw * DW
+            if t < end:
+                a, h = take_max(tmp[t], a, g, col[t])
+                g = col.dtype.type(h)
+        ring[slot, ow] = a
+        ringi[slot, ow] = g + base
 
 
 # ---------------------------------------------------------------- NCHW kernels
@@ -202,7 +238,7 @@ def max_nchw(x, out, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init):
                     if held[slot] != ih:
                         for iw in range(np.uint64(W)):
                             tmp[uPW + iw] = x[n, c, ih, iw]
-                        _sweep_max(ring, slot, tmp, OW, SW, KW, DW)
+                        _sweep_max(ring, slot, tmp, OW, SW, KW, DW, PW + W)
                         held[slot] = ih
                     slots[nv] = slot
                     nv += 1
@@ -445,7 +481,7 @@ def max_idx_nchw(x, out, idx, nchunks, SH, SW, PH, PW, DH, DW, KH, KW, init, ipr
                     if held[slot] != ih:
                         for iw in range(np.uint64(W)):
                             tmp[uPW + iw] = x[n, c, ih, iw]
-                        _sweep_max_idx(ring, ringi, slot, tmp, col, ity.type(ih * W), OW, SW, KW, DW)
+                        _sweep_max_idx(ring, ringi, slot, tmp, col, ity.type(ih * W), OW, SW, KW, DW, PW + W)
                         held[slot] = ih
                     slots[nv] = slot
                     nv += 1

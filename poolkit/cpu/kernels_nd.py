@@ -573,11 +573,11 @@ def adaptive_max_cf_cols(x, out, nchunks, sd, ed, sh, eh, sw, ew, init):
     That is not scan order, but a maximum's *value* does not depend on the order
     except in two cases, both recognisable in the result: a maximum of zero
     (-0.0 and +0.0 tie; the first zero in scan order is kept) and a NaN
-    (propagate keeps the last NaN in scan order, whose payload may differ from
-    the one the columns found). Those bins are looked up again in scan order
+    (the scan keeps the last NaN, whose payload may differ from the one the
+    columns found: under propagate any NaN of the bin, under omit a bin with no
+    valid cell). Those bins are looked up again in scan order
     (:func:`_first_zero`, :func:`_last_nan`), each stopping at the cell it wants.
-    The omit variant needs no NaN look-up: a bin without a valid cell keeps
-    ``init`` whatever the order. Bit for bit ``adaptive_max_cf``'s values.
+    Bit for bit ``adaptive_max_cf``'s values, under both rules.
     Parallel over ``nchunks`` pieces of the (n, c) planes.
     """
     N, C, D, H, W = x.shape
@@ -602,18 +602,9 @@ def adaptive_max_cf_cols(x, out, nchunks, sd, ed, sh, eh, sw, ew, init):
                             m = vmax(col[iw], m)
                         if m == 0:
                             m = _first_zero(x, n, c, sd[od], ed[od], sh[oh], eh[oh], sw[ow], ew[ow])
-                        elif m != m and _nan_wins(m):
+                        elif m != m:
                             m = _last_nan(x, n, c, sd[od], ed[od], sh[oh], eh[oh], sw[ow], ew[ow])
                         out[n, c, od, oh, ow] = m
-
-
-@njit(inline="always")
-def _nan_wins(v):
-    # Whether a NaN candidate ``v`` beats a number under the module's max step:
-    # True for ``vmax`` (propagate), False for ``vmax_omit`` (omit_variant's clone).
-    zero = type(v)(0)
-    w = vmax(v, zero)
-    return w != w
 
 
 @njit(inline="always")
@@ -631,7 +622,8 @@ def _first_zero(x, n, c, d0, d1, h0, h1, w0, w1):
 @njit(inline="always")
 def _last_nan(x, n, c, d0, d1, h0, h1, w0, w1):
     # The last NaN of a bin in scan order (looked for from the end): the maximum
-    # of a bin holding a NaN under propagate, payload and all.
+    # of a bin holding a NaN under propagate, or holding nothing else under omit,
+    # payload and all.
     for id_ in range(d1 - 1, d0 - 1, -1):
         for ih in range(h1 - 1, h0 - 1, -1):
             for iw in range(w1 - 1, w0 - 1, -1):

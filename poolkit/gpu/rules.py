@@ -12,10 +12,10 @@ twin, the reference loops define them):
   makes the first real cell count, so an all ``-inf`` window still gets the index
   of its first in-bounds cell (padding never wins: kernels skip it).
 * :func:`max_index_wins_omit` -- the ``nan_policy="omit"`` step (with indices): a NaN
-  never wins, a number always beats a NaN running value (kernels start from NaN, "no
-  valid cell yet"), ties keep the first maximum, and ``mi < 0`` still takes the first
-  cell -- so a window with no valid cell gives NaN and its first in-range cell's index
-  (the CPU's ``take_max_omit``). The omit kernels of :mod:`poolkit.gpu.kernels_nd`
+  never beats a number, anything beats a NaN running value (kernels start from NaN,
+  "no valid cell yet"), ties keep the first maximum -- so a window with no valid cell
+  gives what propagate gives there, its last NaN and that cell's index (the CPU's
+  ``take_max_omit``). The omit kernels of :mod:`poolkit.gpu.kernels_nd`
   are the propagate ones' own source compiled with this step in its place.
 * :func:`sign` -- PyTorch's sign: ``0`` for ``0`` *and* for NaN.
 * :func:`tap_range` -- the in-range taps of a window (:func:`poolkit.geometry.tap_range`).
@@ -49,9 +49,9 @@ def max_index_wins(v, m, mi):
 
 @cuda.jit(device=True, inline="always")
 def max_index_wins_omit(v, m, mi):
-    """``nan_policy="omit"``: a number ``v`` wins when larger or when ``m`` is NaN; NaN never wins
-    (except as the first cell, ``mi < 0``: an all-NaN window keeps NaN and its first cell)."""
-    return mi < 0 or (v == v and (v > m or m != m))
+    """``nan_policy="omit"``: ``v`` wins when larger or when ``m`` is NaN, so a NaN ``v`` never
+    beats a number (an all-NaN window ends on its last NaN and index, as under propagate)."""
+    return mi < 0 or m != m or v > m
 
 
 @cuda.jit(device=True, inline="always")
