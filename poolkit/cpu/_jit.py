@@ -18,8 +18,8 @@ from numba.extending import intrinsic
 
 from .. import geometry as G
 
-__all__ = ["njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "vmax_omit", "take_max_omit",
-           "tap_range", "chunk", "sweep_add", "add_valid", "sweep_add_omit", "omit_row", "add_valid_scalar",
+__all__ = ["njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "take_max_next", "vmax_omit",
+           "take_max_omit", "take_max_next_omit", "tap_range", "chunk", "sweep_add", "add_valid", "sweep_add_omit", "omit_row", "add_valid_scalar",
            "omit_mean"]
 
 #: A window's in-range taps ``[j0, j1)``: :func:`poolkit.geometry.tap_range` itself,
@@ -56,14 +56,15 @@ def omit_variant(fn):
     """``fn``'s own source with the NaN-skipping max steps: ``nan_policy="omit"``.
 
     The clone sees a copy of its module's globals in which :func:`vmax` and
-    :func:`take_max` are :func:`vmax_omit` and :func:`take_max_omit`; the module's
+    :func:`take_max` (and :func:`take_max_next`) are :func:`vmax_omit` and
+    :func:`take_max_omit` (:func:`take_max_next_omit`); the module's
     inline helpers (``_sweep_max`` and so on) are cloned into that copy as well, so
     every step they take is the omit one. One source, two rules: the omit kernels
     cannot drift from the propagate ones. Renamed (``*_omit``) so that Numba's
     on-disk cache keeps the two apart, as :func:`njit_pair` does for its twins.
     """
     g = dict(fn.__globals__)
-    g.update(vmax=vmax_omit, take_max=take_max_omit)
+    g.update(vmax=vmax_omit, take_max=take_max_omit, take_max_next=take_max_next_omit)
     for name, value in list(g.items()):
         py = getattr(value, "py_func", None)
         if py is not None and py.__module__ == fn.__module__:
@@ -146,6 +147,15 @@ def take_max(v, a, g, flat):
 
 
 @njit(inline="always")
+def take_max_next(v, a, g, flat):
+    # ``take_max`` once the window's first cell has been taken (``g`` is an index):
+    # for kernels that start each window from its first in-range cell instead of
+    # from the identity, and so need no ``g < 0`` test per step.
+    m = -type(g)((v > a) | (v != v))
+    return vmax(v, a), (flat & m) | (g & ~m)
+
+
+@njit(inline="always")
 def vmax_omit(v, a):
     # ``nan_policy="omit"``: a NaN candidate never beats a number, and a NaN running
     # value (the kernels start from NaN, "no valid cell yet") always loses to the
@@ -165,6 +175,13 @@ def take_max_omit(v, a, g, flat):
     # ``vmax_omit`` with the index: the first valid maximum's; a window with no
     # valid cell gets its last in-range cell's (all NaN: propagate's index).
     m = -type(g)((v > a) | (a != a) | (g < 0))
+    return vmax_omit(v, a), (flat & m) | (g & ~m)
+
+
+@njit(inline="always")
+def take_max_next_omit(v, a, g, flat):
+    # ``take_max_next`` under omit: ``take_max_omit`` without the ``g < 0`` test.
+    m = -type(g)((v > a) | (a != a))
     return vmax_omit(v, a), (flat & m) | (g & ~m)
 
 

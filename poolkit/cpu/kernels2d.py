@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit_variant, rows_have_nan, sweep_add,
-                   sweep_add_omit, take_max, vmax)
+                   sweep_add_omit, take_max, take_max_next, vmax)
 
 __all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
            "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
@@ -880,10 +880,12 @@ def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init, iproto):
     # the end. The indices are counted in ``iproto``'s dtype: int32 when a plane's flat
     # positions fit (host code picks), so that an index select is as wide as the float32
     # value select (8 lanes) instead of int64's 4, and the rows do not alias the output.
+    # Each window starts from its first in-range cell (every window has one), so the
+    # steps after it need no "nothing taken yet" test (``take_max_next``) and ``init``
+    # is not read.
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
     uC = np.uint64(C)
-    none = iproto.dtype.type(-1)
     for q in prange(N * OH):
         n = q // OH
         oh = q - n * OH
@@ -892,9 +894,7 @@ def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init, iproto):
         g = np.empty(C, dtype=iproto.dtype)
         for ow in range(OW):
             ws = ow * SW - PW
-            for c in range(uC):
-                m[c] = init
-                g[c] = none
+            first = True
             for kh in range(KH):
                 ih = hs + kh * DH
                 if ih < 0 or ih >= H:
@@ -904,8 +904,14 @@ def max_idx_nhwc(x, out, idx, SH, SW, PH, PW, DH, DW, KH, KW, init, iproto):
                     if iw < 0 or iw >= W:
                         continue
                     flat = iproto.dtype.type(ih * W + iw)
-                    for c in range(uC):
-                        m[c], g[c] = take_max(x[n, ih, iw, c], m[c], g[c], flat)
+                    if first:  # the window's first in-range cell: taken as it is
+                        for c in range(uC):
+                            m[c] = x[n, ih, iw, c]
+                            g[c] = flat
+                        first = False
+                    else:
+                        for c in range(uC):
+                            m[c], g[c] = take_max_next(x[n, ih, iw, c], m[c], g[c], flat)
             for c in range(uC):
                 out[n, oh, ow, c] = m[c]
                 idx[n, oh, ow, c] = g[c]
