@@ -27,7 +27,7 @@ from poolkit import gpu
 from poolkit import geometry as G
 from poolkit import reference as R
 from poolkit.gpu import device as gpu_device
-from strategies import adaptive_problem, nan_patterns, nodata, random_grad, window_problem
+from strategies import adaptive_problem, nodata, random_grad, window_problem
 
 pytestmark = list(GPU_MARKS) + [
     # 0/0 (no valid cell, no padding) is NaN by the rule (and such a window's share of the

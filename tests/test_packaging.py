@@ -74,3 +74,30 @@ def test_import_compiles_nothing_and_skips_cuda():
             "print(any(m.startswith('numba.cuda') for m in sys.modules), 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_editing_the_inlined_helpers_recompiles_the_cached_kernels(tmp_path):
+    """A change to ``poolkit/cpu/_jit.py`` alone (a ``git pull`` into the course's editable
+    install) must not leave kernels running their cached machine code: the helpers are
+    inlined into every kernel, but Numba's cache stamp is the kernel module's file only
+    (``_jit._cached_njit`` adds the helpers' digest to it)."""
+    import shutil
+    shutil.copytree(ROOT / "poolkit", tmp_path / "poolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import numpy as np; from poolkit import cpu; from poolkit.cpu.kernels2d import KERNELS; "
+            "cpu.max_pool2d(np.ones((1, 1, 4, 4), np.float32), 2, parallel=False); "
+            "s = KERNELS[('max_nchw', False)].stats; print(len(s.cache_hits), len(s.cache_misses))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(tmp_path), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def hits_and_misses():
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                             env=env, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return tuple(int(v) for v in out.stdout.split())
+
+    assert hits_and_misses() == (0, 1)  # compiled and saved
+    assert hits_and_misses() == (1, 0)  # loaded from the cache
+    with open(tmp_path / "poolkit" / "cpu" / "_jit.py", "a") as f:
+        f.write("\n# an edit of the helpers only\n")
+    assert hits_and_misses() == (0, 1)  # compiled again, not loaded stale
+    assert hits_and_misses() == (1, 0)
