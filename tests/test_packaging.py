@@ -80,7 +80,7 @@ def test_editing_the_inlined_helpers_recompiles_the_cached_kernels(tmp_path):
     """A change to ``poolkit/cpu/_jit.py`` alone (a ``git pull`` into the course's editable
     install) must not leave kernels running their cached machine code: the helpers are
     inlined into every kernel, but Numba's cache stamp is the kernel module's file only
-    (``_jit._cached_njit`` adds the helpers' digest to it)."""
+    (``poolkit.cpu.ops`` adds the helpers' digest to it)."""
     import shutil
     shutil.copytree(ROOT / "poolkit", tmp_path / "poolkit", ignore=shutil.ignore_patterns("__pycache__"))
     code = ("import numpy as np; from poolkit import cpu; from poolkit.cpu.kernels2d import KERNELS; "

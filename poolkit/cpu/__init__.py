@@ -15,7 +15,7 @@ Each kernel is written once as a plain Python function and compiled twice:
 ``njit(parallel=True)`` (the outer ``prange`` is split across threads). Kernels
 compile lazily on first call and are cached on disk (``cache=True``); a cache entry
 is valid while its kernel module *and* the helpers it inlines from :mod:`._jit` are
-unchanged (``_jit._cached_njit``), so an edit of either recompiles.
+unchanged (``ops.HELPERS``), so an edit of either recompiles.
 
 Pooling is memory-bound: the goal is to read each input byte once and keep
 everything else in L1. How these kernels get there:

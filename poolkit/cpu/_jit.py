@@ -8,10 +8,7 @@ PyTorch), and :func:`take_max` is the same step carrying the index. Kernel modul
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import types
-from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
@@ -21,7 +18,7 @@ from numba.extending import intrinsic
 
 from .. import geometry as G
 
-__all__ = ["HELPERS", "njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "take_max_next",
+__all__ = ["njit_pair", "omit_variant", "select", "valid_bit", "vmax", "take_max", "take_max_next",
            "vmax_omit", "take_max_omit", "take_max_next_omit", "tap_range", "chunk", "sweep_add", "add_valid",
            "sweep_add_omit", "omit_row", "add_valid_scalar", "omit_mean"]
 
@@ -30,52 +27,21 @@ __all__ = ["HELPERS", "njit_pair", "omit_variant", "select", "valid_bit", "vmax"
 tap_range = njit(inline="always")(G.tap_range)
 
 
-def _helpers_fingerprint():
-    """A digest of the code every kernel inlines from outside its own module: this
-    module's source and the geometry's ``tap_range`` (see :func:`_cached_njit`)."""
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update(inspect.getsource(G.tap_range).encode())
-    return h.hexdigest()[:16]
-
-
-#: :func:`_helpers_fingerprint` of this installation's sources.
-HELPERS = _helpers_fingerprint()
-
-
-def _cached_njit(fn, **options):
-    """``njit(cache=True, nogil=True, **options)(fn)``, its cache entries also keyed by :data:`HELPERS`.
-
-    Numba's on-disk cache is valid while the *kernel's own* source file is unchanged
-    (its mtime and size). The helpers a kernel inlines from this module (``vmax``,
-    ``take_max``, the sweeps) are compiled into its machine code but not part of
-    that stamp: after an edit of this file alone (a ``git pull`` into the course's
-    editable install) every kernel would load its stale machine code and give the
-    old rule's answers. So the stamp the cache stores and checks is (Numba's stamp,
-    :data:`HELPERS`): a change here recompiles the kernels on their next call.
-    (The stamp lives on a private attribute of Numba's cache; where a Numba version
-    lacks it, ``tests/test_packaging.py`` fails rather than the kernels going stale.)
-    """
-    dispatcher = njit(cache=True, nogil=True, **options)(fn)
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-        cache_file._source_stamp = (cache_file._source_stamp, HELPERS)
-    return dispatcher
-
-
 def njit_pair(fn, **options):
-    """Compile ``fn`` twice: serial and parallel (same source), cached on disk (:func:`_cached_njit`).
+    """Compile ``fn`` twice: serial and parallel (same source), cached on disk.
 
     Numba's on-disk cache keys entries by function name, signature and bytecode,
     not by the ``parallel`` flag, so the serial twin is a clone with its own
     ``__qualname__``; otherwise one twin would load the other's machine code.
     ``options`` go to both (e.g. ``error_model="numpy"``: x / 0 is inf or NaN, not an exception).
+    The cache entries are also keyed by this module's source (see ``poolkit.cpu.ops.HELPERS``).
     """
     clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
                                fn.__defaults__, fn.__closure__)
     clone.__qualname__ = fn.__qualname__ + "_serial"
     clone.__doc__ = fn.__doc__
-    serial = _cached_njit(clone, **options)
-    parallel = _cached_njit(fn, parallel=True, **options)
+    serial = njit(cache=True, nogil=True, **options)(clone)
+    parallel = njit(cache=True, nogil=True, parallel=True, **options)(fn)
     return serial, parallel
 
 

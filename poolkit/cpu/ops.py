@@ -17,7 +17,10 @@ strided channels-first views (no copy).
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 from numba import get_num_threads
@@ -26,6 +29,7 @@ from .. import _layout as Lay
 from .. import config
 from .. import geometry as G
 from .._docs import document_twins
+from . import _jit
 from .kernels2d import KERNELS as _KERNELS_2D
 from .kernels_nd import CHECKS as _CHECKS
 from .kernels_nd import KERNELS as _KERNELS_ND
@@ -36,6 +40,39 @@ __all__ = list(G.OPS) + ["run_max_pool2d", "run_avg_pool2d", "KERNELS"]
 
 #: ``KERNELS[(name, parallel)]`` -> compiled kernel: the 2-D ones and the n-d ones.
 KERNELS = {**_KERNELS_2D, **_KERNELS_ND}
+
+
+def _helpers_digest():
+    """A digest of the code every kernel inlines from outside its own module: the source of
+    :mod:`._jit` (``vmax``, ``take_max``, the sweeps) and of ``geometry.tap_range``."""
+    h = hashlib.sha256(Path(_jit.__file__).read_bytes())
+    h.update(inspect.getsource(G.tap_range).encode())
+    return h.hexdigest()[:16]
+
+
+#: :func:`_helpers_digest` of this installation: part of every cached kernel's stamp.
+HELPERS = _helpers_digest()
+
+
+def _key_caches_by_helpers(dispatchers, helpers):
+    """Make each kernel's on-disk cache entry valid only with these ``helpers`` as well.
+
+    Numba validates a cache entry by the kernel's own source file (mtime and size) and
+    bytecode. The helpers a kernel inlines from :mod:`._jit` are compiled into its machine
+    code but are in neither: after an edit of ``_jit.py`` alone (a ``git pull`` into the
+    course's editable install) every kernel would load its stale machine code and give
+    the old rule's answers. So the stamp the cache stores and checks becomes (Numba's
+    stamp, ``helpers``), set here before any kernel's first call loads its cache. The
+    stamp is a private attribute of Numba's cache; where a Numba version lacks it,
+    ``tests/test_packaging.py`` fails rather than the kernels going stale.
+    """
+    for dispatcher in dispatchers:
+        cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+        if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+            cache_file._source_stamp = (cache_file._source_stamp, helpers)
+
+
+_key_caches_by_helpers([*KERNELS.values(), *_CHECKS.values()], HELPERS)
 
 _NO_INDEX = np.empty((1, 1, 1, 1, 1), dtype=np.int64)  # placeholder when indices are not wanted
 
