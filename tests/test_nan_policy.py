@@ -221,7 +221,7 @@ def test_omit_rules_by_hand():
 
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("layout", ["NCL", "NLC"])
-def test_omit_window_without_valid_cell_is_propagates_last_nan(layout, parallel):
+def test_omit_window_without_valid_cell_gives_propagates_last_nan(layout, parallel):
     """A window of NaNs only gives what propagate gives: its last NaN, bits and index,
     also where it runs into padding at either end (k3 s2 p1 with ceil_mode: windows
     [pad, 0, 1], [1, 2, 3], [3, pad, pad]). Padding holds the kernels' starting NaN:
