@@ -248,6 +248,40 @@ def test_omit_window_without_valid_cell_gives_propagates_last_nan(layout, parall
                     assert out[1].ravel().tolist() == [4 * (rows - 1) + i for i in (1, 3, 3)]
 
 
+#: (kind, kwargs): windows with padding at both ends, ceil_mode's overhang, dilation; adaptive bins;
+#: a window as large as the input (the global kernels).
+_ALL_NAN_CASES = [("max", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+                  ("max", dict(kernel_size=2, stride=1, padding=1, dilation=2)),
+                  ("max", dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+                  ("adaptive", dict(output_size=3)), ("adaptive", dict(output_size=1)),
+                  ("max", dict(kernel_size=(5, 7, 9)))]
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_omit_all_nan_windows_on_every_max_kernel(nd, channels_last):
+    """Every max kernel (serial twins), on input of NaNs only whose every cell has its own
+    payload: each output must be its window's last NaN, bit for bit, and its index (the
+    reference's rule). Deterministic, so it does not wait for hypothesis to draw such a window."""
+    spatial = (9, 11, 7)[:nd] if nd < 3 else (5, 7, 9)
+    n = 2 * 3 * int(np.prod(spatial))
+    bits = (np.uint32(0x7FC00000) | np.arange(1, n + 1, dtype=np.uint32)) | np.where(
+        np.arange(n) % 2, np.uint32(0x80000000), np.uint32(0))
+    x = bits.view(np.float32).reshape((2, 3) + spatial)
+    layout = ("NCL", "NCHW", "NCDHW")[nd - 1]
+    if channels_last:
+        x, layout = np.ascontiguousarray(np.moveaxis(x, 1, -1)), ("NLC", "NHWC", "NDHWC")[nd - 1]
+    for kind, kw in _ALL_NAN_CASES:
+        if kind == "max" and isinstance(kw["kernel_size"], tuple):
+            kw = dict(kernel_size=spatial)
+        name = f"max_pool{nd}d" if kind == "max" else f"adaptive_max_pool{nd}d"
+        for ri in (False, True):
+            want = getattr(R, name)(x, return_indices=ri, layout=layout, nan_policy="omit", **kw)
+            got = getattr(cpu, name)(x, return_indices=ri, layout=layout, nan_policy="omit", parallel=False, **kw)
+            for u, v in zip(got, want) if ri else [(got, want)]:
+                assert_bitwise(u, v)
+
+
 @pytest.mark.parametrize("backend", SERIAL)
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_omit_equals_propagate_without_nan(layout, backend):
