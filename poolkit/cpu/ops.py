@@ -20,7 +20,6 @@ import functools
 import hashlib
 import inspect
 import math
-from pathlib import Path
 
 import numpy as np
 from numba import get_num_threads
@@ -44,10 +43,14 @@ KERNELS = {**_KERNELS_2D, **_KERNELS_ND}
 
 def _helpers_digest():
     """A digest of the code every kernel inlines from outside its own module: the source of
-    :mod:`._jit` (``vmax``, ``take_max``, the sweeps) and of ``geometry.tap_range``."""
-    h = hashlib.sha256(Path(_jit.__file__).read_bytes())
-    h.update(inspect.getsource(G.tap_range).encode())
-    return h.hexdigest()[:16]
+    :mod:`._jit` (``vmax``, ``take_max``, the sweeps) and of ``geometry.tap_range``. Read
+    through the import system, so a zipped install works too; an install without sources
+    (nothing to edit) gets a constant, and Numba's own stamp alone."""
+    try:
+        source = inspect.getsource(_jit) + inspect.getsource(G.tap_range)
+    except (OSError, TypeError):
+        return "no-source"
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 #: :func:`_helpers_digest` of this installation: part of every cached kernel's stamp.
