@@ -9,7 +9,6 @@ misses the gaps of stride > kernel_size) and a float answer.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from poolkit.exercises import lesson07b
