@@ -9,7 +9,8 @@
 * Adaptive max values of bins of 8 or more cells (channels-first) take each column's
   maximum over a bin's rows, then the bin's columns, and look zero and NaN maxima up
   again in scan order (``adaptive_max_cf_cols``).
-* Adaptive average (channels-first) sums eight planes at a time (``_adaptive_avg_planes8``);
+* Adaptive average (channels-first) sums eight planes at a time (``_adaptive_avg_planes8``:
+  a bin at a time where a bin row of the eight planes fits in L1, else row by row);
   omit too for runs of eight planes without NaN, other planes four at a time
   (``_adaptive_avg_omit_planes4``); the rest of a piece plane by plane.
 * Adaptive average to size 1 on contiguous channels-first input reduces flat planes
@@ -27,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poolkit import cpu
+from poolkit import geometry as G
 from poolkit import reference as R
 from poolkit.cpu import ops
 from strategies import nan_patterns, window_problem
@@ -198,6 +200,23 @@ def test_adaptive_avg_groups_of_planes_match_reference(nd, shape, data, parallel
     name = f"adaptive_avg_pool{nd}d"
     assert_bitwise(getattr(cpu, name)(x, out_size, parallel=parallel, nan_policy=policy),
                    getattr(R, name)(x, out_size, nan_policy=policy))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("policy", ["propagate", "omit"])
+@pytest.mark.parametrize("spatial, out_size, by_bins", [((30, 30), 7, True), ((40, 64), (3, 5), False)])
+def test_adaptive_avg_eight_planes_by_bins_and_by_rows(spatial, out_size, by_bins, policy, parallel):
+    """``_adaptive_avg_planes8`` goes a bin at a time where the tallest bin row of eight
+    planes fits in 16 KiB, else row by row with the partial sums in ``acc8``; both in scan
+    order. 30x30 -> 7: 5 rows x 30 x 8 planes x 4 B = 4.8 KiB; 40x64 -> (3, 5): 14 x 64 x 32
+    = 28 KiB. Two batches of 9 planes: groups of 8 start mid-batch, one plane is left over."""
+    ag = G.make_adaptive_geometry("t", spatial, out_size)
+    (sh, eh), (sw, ew) = ag.bins(0), ag.bins(1)
+    assert (int((eh - sh).max()) * spatial[1] * 8 * 4 <= 16384) == by_bins
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((2, 9) + spatial) * 10.0 ** rng.integers(-3, 4, (2, 9) + spatial)).astype(np.float32)
+    assert_bitwise(cpu.adaptive_avg_pool2d(x, out_size, parallel=parallel, nan_policy=policy),
+                   R.adaptive_avg_pool2d(x, out_size, nan_policy=policy))
 
 
 @pytest.mark.parametrize("parallel", [False, True])

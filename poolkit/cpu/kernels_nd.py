@@ -415,6 +415,7 @@ def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     piece one by one. Parallel over ``nchunks`` pieces of the (n, c) planes.
     """
     N, C = x.shape[0], x.shape[1]
+    by_bins = _bin_rows_fit_l1(x, sd, ed, sh, eh)
     for i in prange(nchunks):
         acc = np.empty(out.shape[4], dtype=out.dtype)
         cnt = np.empty(out.shape[4], dtype=np.int64)
@@ -427,7 +428,7 @@ def adaptive_avg_omit_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
             while k < 8 and p + k < p1 and _plane_is_clean(x, p + k, C):
                 k += 1
             if k == 8:
-                _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+                _adaptive_avg_planes8(x, out, p, C, acc8, by_bins, sd, ed, sh, eh, sw, ew, kd, kh, kw)
                 p += 8
                 continue
             if p + 4 <= p1:  # no run of 8 clean planes: four planes through the omit sums
@@ -662,24 +663,26 @@ def adaptive_max_cl(x, out, idx, want_idx, sd, ed, sh, eh, sw, ew, init):
 def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     """Adaptive average: sum in scan order, then divide by each bin size in turn (PyTorch's order).
 
-    Each input row of a (od, oh) bin row is swept once across every output of the
-    row (independent sums the CPU overlaps; a bin's cells still go in scan order).
-    Eight planes go through the bins together (:func:`_adaptive_avg_planes8`): eight
-    independent add chains per step and one pass of bin-table loop control for all
-    eight (2x the one-plane loop on 30x30 -> 7; 4 planes at a time was 10-20% slower);
-    what is left of a piece goes plane by plane. ``kd``, ``kh``, ``kw`` are the
+    Eight planes go through the bins together (:func:`_adaptive_avg_planes8`), a bin at
+    a time: eight independent add chains per step and one pass of bin-table loop control
+    for all eight (2x the one-plane loop on 30x30 -> 7; 4 planes at a time was 10-20%
+    slower, 16 was 1.3-1.5x slower). What is left of a piece goes plane by plane
+    (:func:`_adaptive_avg_plane`): each input row of a (od, oh) bin row is swept once
+    across every output of the row, independent sums the CPU overlaps. Either way a
+    bin's cells go in scan order. ``kd``, ``kh``, ``kw`` are the
     bin sizes in ``x``'s dtype (a float32 divided by an int64 would be computed in
     float64 by Numba and round differently). Parallel over ``nchunks`` pieces of the
     (n, c) planes.
     """
     N, C = x.shape[0], x.shape[1]
+    by_bins = _bin_rows_fit_l1(x, sd, ed, sh, eh)
     for i in prange(nchunks):
         acc = np.empty(out.shape[4], dtype=out.dtype)
         acc8 = np.empty((out.shape[4], 8), dtype=out.dtype)
         p0, p1 = chunk(i, nchunks, N * C)
         p = p0
         while p + 8 <= p1:
-            _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+            _adaptive_avg_planes8(x, out, p, C, acc8, by_bins, sd, ed, sh, eh, sw, ew, kd, kh, kw)
             p += 8
         for q in range(p, p1):
             n = q // C
@@ -687,10 +690,74 @@ def adaptive_avg_cf(x, out, nchunks, sd, ed, sh, eh, sw, ew, kd, kh, kw):
 
 
 @njit(inline="always")
-def _adaptive_avg_planes8(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+def _adaptive_avg_planes8(x, out, p, C, acc8, by_bins, sd, ed, sh, eh, sw, ew, kd, kh, kw):
     # Planes p .. p+7 (flat (n, c) index) of ``adaptive_avg_cf``: each plane's sums
     # are exactly ``_adaptive_avg_plane``'s, in the same order; only the loops are
-    # shared. Eight named accumulators stay in registers (an array of them would not).
+    # shared. Eight named accumulators: eight independent add chains per step.
+    if by_bins:
+        _adaptive_avg_planes8_bins(x, out, p, C, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+    else:
+        _adaptive_avg_planes8_rows(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw)
+
+
+@njit(inline="always")
+def _bin_rows_fit_l1(x, sd, ed, sh, eh):
+    # Whether the tallest (od, oh) bin row of eight planes (its depth x height x W
+    # cells) takes at most 16 KiB: then a bin at a time reads it from L1. A/B, one
+    # process, 2 threads, bins / rows: 0.8-0.95 on 7x7 to 30x30 -> 3..7 planes and
+    # 20x20x16 -> (3, 6, 6) (0.5-14 KiB); 4.3x on 112x112 -> 7 (57 KiB: each bin's
+    # 16 short row pieces per plane come from L2, past the prefetchers).
+    tall = 0
+    for od in range(len(sd)):
+        for oh in range(len(sh)):
+            tall = max(tall, (ed[od] - sd[od]) * (eh[oh] - sh[oh]))
+    return tall * x.shape[4] * 8 * x.itemsize <= 16384
+
+
+@njit(inline="always")
+def _adaptive_avg_planes8_bins(x, out, p, C, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # ``_adaptive_avg_planes8`` for small bin rows: a bin at a time, its eight sums in
+    # named registers from its first cell to its last (an array of them would not stay
+    # in registers). Its cells are read row by row, bin by bin: from L1 when a bin row
+    # of the eight planes fits there (:func:`_bin_rows_fit_l1`).
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    n0, n1, n2, n3, n4, n5, n6, n7 = p // C, (p + 1) // C, (p + 2) // C, (p + 3) // C, \
+        (p + 4) // C, (p + 5) // C, (p + 6) // C, (p + 7) // C
+    c0, c1, c2, c3, c4, c5, c6, c7 = p - n0 * C, p + 1 - n1 * C, p + 2 - n2 * C, p + 3 - n3 * C, \
+        p + 4 - n4 * C, p + 5 - n5 * C, p + 6 - n6 * C, p + 7 - n7 * C
+    zero = x.dtype.type(0)
+    for od in range(OD):
+        for oh in range(OH):
+            for ow in range(OW):
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+                for id_ in range(sd[od], ed[od]):
+                    for ih in range(sh[oh], eh[oh]):
+                        for iw in range(sw[ow], ew[ow]):
+                            a0 += x[n0, c0, id_, ih, iw]
+                            a1 += x[n1, c1, id_, ih, iw]
+                            a2 += x[n2, c2, id_, ih, iw]
+                            a3 += x[n3, c3, id_, ih, iw]
+                            a4 += x[n4, c4, id_, ih, iw]
+                            a5 += x[n5, c5, id_, ih, iw]
+                            a6 += x[n6, c6, id_, ih, iw]
+                            a7 += x[n7, c7, id_, ih, iw]
+                d0, d1, d2 = kd[od], kh[oh], kw[ow]
+                out[n0, c0, od, oh, ow] = a0 / d0 / d1 / d2
+                out[n1, c1, od, oh, ow] = a1 / d0 / d1 / d2
+                out[n2, c2, od, oh, ow] = a2 / d0 / d1 / d2
+                out[n3, c3, od, oh, ow] = a3 / d0 / d1 / d2
+                out[n4, c4, od, oh, ow] = a4 / d0 / d1 / d2
+                out[n5, c5, od, oh, ow] = a5 / d0 / d1 / d2
+                out[n6, c6, od, oh, ow] = a6 / d0 / d1 / d2
+                out[n7, c7, od, oh, ow] = a7 / d0 / d1 / d2
+
+
+@njit(inline="always")
+def _adaptive_avg_planes8_rows(x, out, p, C, acc8, sd, ed, sh, eh, sw, ew, kd, kh, kw):
+    # ``_adaptive_avg_planes8`` for large bin rows: each input row of a (od, oh) bin row
+    # is read once, front to back, across every bin of the row; the eight planes' partial
+    # sums of each bin wait in ``acc8`` between rows (a load and a store per plane, bin
+    # and row, but the rows stream from memory).
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     n0, n1, n2, n3, n4, n5, n6, n7 = p // C, (p + 1) // C, (p + 2) // C, (p + 3) // C, \
         (p + 4) // C, (p + 5) // C, (p + 6) // C, (p + 7) // C
