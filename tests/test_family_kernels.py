@@ -208,7 +208,7 @@ def test_adaptive_avg_groups_of_planes_match_reference(nd, shape, data, parallel
 def test_adaptive_avg_eight_planes_by_bins_and_by_rows(spatial, out_size, by_bins, policy, parallel):
     """``_adaptive_avg_planes8`` goes a bin at a time where the tallest bin row of eight
     planes fits in 16 KiB, else row by row with the partial sums in ``acc8``; both in scan
-    order. 30x30 -> 7: 5 rows x 30 x 8 planes x 4 B = 4.8 KiB; 40x64 -> (3, 5): 14 x 64 x 32
+    order. 30x30 -> 7: 6 rows x 30 x 8 planes x 4 B = 5.6 KiB; 40x64 -> (3, 5): 14 x 64 x 32
     = 28 KiB. Two batches of 9 planes: groups of 8 start mid-batch, one plane is left over."""
     ag = G.make_adaptive_geometry("t", spatial, out_size)
     sh, eh = ag.bins(0)

@@ -705,7 +705,7 @@ def _bin_rows_fit_l1(x, sd, ed, sh, eh):
     # Whether the tallest (od, oh) bin row of eight planes (its depth x height x W
     # cells) takes at most 16 KiB: then a bin at a time reads it from L1. A/B, one
     # process, 2 threads, bins / rows: 0.8-0.95 on 7x7 to 30x30 -> 3..7 planes and
-    # 20x20x16 -> (3, 6, 6) (0.5-14 KiB); 4.3x on 112x112 -> 7 (57 KiB: each bin's
+    # 16x20x20 -> (3, 6, 6) (0.7-15 KiB); 4.3x on 112x112 -> 7 (56 KiB: each bin's
     # 16 short row pieces per plane come from L2, past the prefetchers).
     tall = 0
     for od in range(len(sd)):
