@@ -259,3 +259,65 @@ def test_cli_family_refuses_options_of_the_default_suite(capsys):
         with pytest.raises(SystemExit) as e:
             cli.main(["--family"] + extra)
         assert e.value.code == 2 and "--family runs its own cases" in capsys.readouterr().err
+
+
+def test_gpu_family_cases_mirror_the_cpu_family():
+    from poolkit.bench import gpu_family
+
+    assert [c[0] for c in gpu_family.CASES] == [c[0] for c in family.FAMILY_CASES]
+    assert not any(n.startswith(("poolkit.bench.cpu", "poolkit.bench.family"))
+                   for n in _poolkit_imports(BENCH_DIR / "gpu_family.py"))
+
+
+def test_gpu_family_torch_calls_match_poolkit():
+    """The GPU family benchmark's torch calls (``_torch_call``: the aten backward ops with their
+    positional arguments, unpooling's output size) and the arrays it prepares for each case
+    (``_case_arrays``), run here on the CPU: torch's results equal poolkit.cpu's bit for bit where
+    the CPU family benchmark expects it, so a wrong argument shows before a device run."""
+    torch = pytest.importorskip("torch")
+    from poolkit import cpu
+    from poolkit.bench import gpu_family as gf
+
+    rng = np.random.default_rng(3)
+
+    def random(shape):
+        g = rng.standard_normal(shape, dtype=np.float32)
+        return g, torch.from_numpy(g)
+
+    for label, base, kind, name, args, kw in gf.CASES:
+        x, t = random((2, 3) + tuple(min(n, 10) for n in base[2:]))
+        cl = "layout" in kw
+        if cl:
+            t = t.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        x, grad, idx, t, gt, ti = gf._case_arrays(cpu, torch, kind, name, args, x, t, random)
+        outs = gf._as_tuple(gf._call(cpu, kind, name, args, kw, x, grad, idx))
+        refs = [r.movedim(1, -1) if cl else r for r in gf._as_tuple(gf._torch_call(torch, kind, name, args, kw,
+                                                                                 t, gt, ti))]
+        same = gf._same_on_device(torch, outs, refs)
+        if label.startswith(gf._NOT_BITWISE_TORCH):
+            assert same.startswith("max abs"), (label, same)
+        else:
+            assert same == "bitwise", (label, same)
+
+
+def test_cli_runs_the_gpu_family_suite_on_the_simulator(tmp_path):
+    """``--gpu --family --smoke`` on the simulator, in a subprocess: the table's rows, and the
+    first batch item of the GPU's results equal to poolkit.cpu's bit for bit."""
+    import os
+
+    out = tmp_path / "gpu_family.md"
+    code = ("import sys; from poolkit.bench.__main__ import main; "
+            "sys.exit(main(['--gpu', '--family', '--smoke', '--repeat', '1', '--case', 'max_pool3d k2', "
+            f"'--case', 'max_unpool2d', '--case', 'NHWC', '--no-torch', '--out', {str(out)!r}]))")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in out.read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+    assert [r["case"] for r in rows] == ["max_pool3d k2 s2", "max_unpool2d k2", "channels-last: max_pool3d k2 s2 NDHWC",
+                                         "channels-last: max_pool2d k3 s2 p1 return_indices NHWC"]
+    assert [r["= CPU (batch item 0)"] for r in rows] == ["bitwise"] * 4
+    assert [r["shape"] for r in rows[1:]] == ["1x2x6x6", "1x12x12x12x2", "1x12x12x2"]
+    assert "Checks: no unexpected difference" in out.read_text()

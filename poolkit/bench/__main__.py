@@ -4,7 +4,8 @@ Without ``--gpu`` it runs the CPU benchmark (:mod:`poolkit.bench.cpu`), or with
 ``--first-call`` only its import and first-call latency, or with ``--family`` the CPU
 benchmark of the rest of the pooling family (3-d, 1-d, adaptive, Lp, max_unpool,
 backward passes, channels-last 3-d; :mod:`poolkit.bench.family`). With ``--gpu`` it runs the
-CUDA benchmark (:mod:`poolkit.bench.gpu`) instead, which takes its own options
+CUDA benchmark (:mod:`poolkit.bench.gpu`) instead, or with ``--gpu --family`` the CUDA
+benchmark of the family (:mod:`poolkit.bench.gpu_family`); they take their own options
 (``python -m poolkit.bench --gpu --help``); only then is the GPU benchmark imported.
 """
 from __future__ import annotations
@@ -108,11 +109,17 @@ def _main_gpu(argv):
     p.add_argument("--smoke", action="store_true",
                    help="tiny shapes and a tiny launch configuration: exercises every code path "
                         "(also on Numba's CUDA simulator); timings are meaningless")
+    p.add_argument("--family", action="store_true",
+                   help="the family suite instead (poolkit.bench.gpu_family: 3-d, 1-d, adaptive, Lp, "
+                        "max_unpool, backward, channels-last; --min-mb defaults to 2048 there, "
+                        "--layout and --dtype do not apply)")
     args = p.parse_args(argv)
     reason = gpu_bench.unavailable_reason(args.smoke)
     if reason:
         print(reason, file=sys.stderr)
         return 2
+    if args.family:
+        return _main_gpu_family(args, argv, gpu_bench)
     with gpu_bench.launch_config(args.smoke):
         print(f"poolkit GPU benchmark ({'smoke' if args.smoke else 'full'}), {datetime.date.today()}",
               flush=True)
@@ -123,6 +130,23 @@ def _main_gpu(argv):
     print(table)
     if args.out:
         _write_report(args.out, "GPU", info["date"], argv, table)
+    return 0
+
+
+def _main_gpu_family(args, argv, gpu_bench):
+    from poolkit.bench import gpu_family
+
+    with gpu_bench.launch_config(args.smoke):
+        print(f"poolkit GPU family benchmark ({'smoke' if args.smoke else 'full'}), {datetime.date.today()}",
+              flush=True)
+        min_mb = args.min_mb if "--min-mb" in " ".join(argv) else 2048
+        rows, info = gpu_family.run(min_mb=min_mb, scale=args.scale, repeat=max(1, args.repeat),
+                                    use_torch=not args.no_torch, smoke=args.smoke, only=args.case,
+                                    log=cases.progress)
+    table = gpu_family.format_table(rows, info)
+    print(table)
+    if args.out:
+        _write_report(args.out, "GPU family", info["date"], argv, table)
     return 0
 
 
