@@ -350,6 +350,78 @@ def test_cupy_and_torch_arrays_zero_copy():
         pytest.skip("neither CuPy nor PyTorch with CUDA is installed")
 
 
+@real_gpu_only
+def test_device_inputs_stay_on_the_device(monkeypatch):
+    """Zero-copy, checked by pointers: a PyTorch CUDA tensor and a CuPy array go into the kernels
+    as they are (a launch argument points into the caller's memory), nothing is copied to the
+    host during the call, the results are device arrays, and they equal poolkit.cpu's (max
+    values and indices bit for bit)."""
+    from numba.cuda.cudadrv import devicearray
+
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA here")
+    pointers, to_host = [], []
+    real_launch, real_to_host = gpu_device.launch, devicearray.DeviceNDArrayBase.copy_to_host
+
+    def spy(name, kernel, griddim, blockdim, shared_bytes, args):
+        pointers.extend(a.__cuda_array_interface__["data"][0] for a in args
+                        if hasattr(a, "__cuda_array_interface__"))
+        return real_launch(name, kernel, griddim, blockdim, shared_bytes, args)
+
+    def counted(self, *a, **k):
+        to_host.append(self.shape)
+        return real_to_host(self, *a, **k)
+
+    monkeypatch.setattr(gpu_device, "launch", spy)
+    monkeypatch.setattr(devicearray.DeviceNDArrayBase, "copy_to_host", counted)
+
+    def inside(arr):
+        cai = arr.__cuda_array_interface__
+        lo = cai["data"][0]
+        hi = lo + int(np.prod(cai["shape"])) * np.dtype(cai["typestr"]).itemsize
+        return any(lo <= p < hi for p in pointers)
+
+    def host_of(out):
+        return np.asarray(torch.as_tensor(out, device="cuda").cpu())
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 8, 10)).astype(np.float32)
+    x3 = rng.standard_normal((2, 3, 6, 8, 10)).astype(np.float32)
+    t, t3 = torch.as_tensor(x, device="cuda"), torch.as_tensor(x3, device="cuda")
+    nhwc = t.to(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    calls = [
+        ("max_pool2d +indices", t, lambda: poolkit.max_pool2d(t, 3, 2, 1, return_indices=True),
+         cpu.max_pool2d(x, 3, 2, 1, return_indices=True)),
+        ("avg_pool2d NHWC", nhwc, lambda: poolkit.avg_pool2d(nhwc, 2, layout="NHWC"),
+         cpu.avg_pool2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), 2, layout="NHWC")),
+        ("max_pool3d", t3, lambda: poolkit.max_pool3d(t3, 2), cpu.max_pool3d(x3, 2)),
+        ("adaptive_avg_pool2d", t, lambda: poolkit.adaptive_avg_pool2d(t, 3), cpu.adaptive_avg_pool2d(x, 3)),
+    ]
+    try:
+        import cupy
+    except ImportError:
+        cupy = None
+    if cupy is not None:
+        c = cupy.asarray(x)
+        calls.append(("max_pool2d CuPy", c, lambda: poolkit.max_pool2d(c, 2), cpu.max_pool2d(x, 2)))
+    for label, arr, call, want in calls:
+        pointers.clear()
+        to_host.clear()
+        got = call()
+        torch.cuda.synchronize()
+        assert not to_host, (label, to_host)
+        assert inside(arr), label
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert hasattr(g, "__cuda_array_interface__") and not isinstance(g, np.ndarray), label
+            h = host_of(g)
+            assert h.shape == w.shape, label
+            if label.startswith("max"):  # bit for bit; averages within float32 rounding
+                assert np.array_equal(h.view(np.uint8), w.view(np.uint8)), label
+            else:
+                np.testing.assert_allclose(h, w, rtol=1e-5, atol=1e-6, err_msg=label)
+
+
 # ------------------------------------------------------------------ launches use the PTX-tested specializations
 def test_2d_launch_argument_types_are_the_ptx_tested_ones(monkeypatch):
     """Every launch the 2-d functions make uses a specialization test_ptx.py compiles."""
