@@ -16,12 +16,14 @@
 #
 # On the device machine (device tool, from the repository root; about 8.5 minutes):
 #   run(command="bash benchmarks/gpu_check.sh", timeout_s=600)
-# If numba-cuda there refuses its NumPy (2.5), carry NumPy 2.4 for Python 3.12 first
-# (here, once: see /work/.library/device/README.md's notes on wheels):
+# numba-cuda may refuse the NumPy there (2.5; poolkit pins numpy<2.5), and a rerun costs
+# minutes of the 15: carry NumPy 2.4 for Python 3.12 every time (here, once per checkout; see
+# /work/.library/device/README.md's notes on wheels):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl "numpy==2.4.*"
-# and run with carry=[".whl"]: this script installs whatever .whl holds before anything else.
+# and run with carry=[".whl"]. The script installs what .whl holds only if numba.cuda cannot
+# copy an array to the device with the machine's own packages (info.txt says which NumPy ran).
 #
 # Here, to try every stage on Numba's CUDA simulator with tiny sizes (no timings):
 #   OUT=/tmp/gpucheck NUMBA_ENABLE_CUDASIM=1 bash benchmarks/gpu_check.sh --smoke
@@ -35,10 +37,13 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 LOG="$OUT/check.log"
 : > "$LOG"
 
-if compgen -G ".whl/*.whl" > /dev/null; then
+if compgen -G ".whl/*.whl" > /dev/null \
+        && ! "$PY" -c "import numpy; from numba import cuda; cuda.to_device(numpy.ones(2))" > "$OUT/numba_cuda_check.txt" 2>&1; then
+    echo "== numba.cuda failed with the machine's packages ($(tail -n 1 "$OUT/numba_cuda_check.txt" | cut -c1-120)): installing .whl" | tee -a "$LOG"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
+rm -f "$OUT/numba_cuda_check.txt"
 
 # stage NAME SECONDS OUTFILE COMMAND...: run COMMAND under a time limit, its output into OUTFILE.
 stage() {
