@@ -6,7 +6,10 @@ functions on device arrays, with every batch scaled up so that each input is at 
 ``--min-mb`` (default 2048 MB). For each case, on the same device memory:
 
 * **poolkit** (the public function: argument checks, allocation and launches, as a
-  caller pays them; the result stays on the device);
+  caller pays them; the result stays on the device). Its outputs are allocated through
+  Numba (``cudaMalloc`` per call, freed in batches) where torch's come from its caching
+  allocator: on small or fast cases that difference is part of the ratio, where the 2-d
+  suite (``--gpu``) times prepared launches alone;
 * a **device-to-device copy** of the case's input, the bandwidth ceiling of the same run;
 * **PyTorch** CUDA (the same ``torch.nn.functional`` / ``torch.ops.aten`` calls as the CPU
   family benchmark), on a zero-copy view of the same memory, when torch with CUDA is
@@ -269,7 +272,8 @@ def format_table(rows, info):
     lines.append("")
     lines.append("MB moved: every array the call reads and writes, once; copy GB/s: a device-to-device copy of "
                  "the case's input (read + write); = torch: poolkit's result against torch's on the device; "
-                 "= CPU: the first batch item against poolkit.cpu on the same data.")
+                 "= CPU: the first batch item against poolkit.cpu on the same data; poolkit us: the public "
+                 "function, its outputs allocated through Numba (no caching allocator), torch us: torch's call.")
     if info["sim"]:
         lines.append("Simulator run: code paths and outputs checked; no timings, targets not evaluated.")
     timed = [r for r in rows if r["torch"]]
