@@ -155,22 +155,26 @@ def test_cli_options_and_gpu_dispatch(capsys):
     assert "unrecognized arguments: --threads" in capsys.readouterr().err
 
 
-def test_gpu_table_has_the_copy_columns(tmp_path):
-    """``--gpu`` reports host->device (input) and device->host (output) copy times, the
-    columns lesson 05 reads (``h2d us``, ``d2h us``); here on the simulator, in a subprocess."""
+def _gpu_cli_on_simulator(args, out):
+    """``main(['--gpu', *args, '--out', out])`` on the simulator, in a subprocess (the simulator
+    must be chosen before numba is imported): the report's table as (header, rows of dicts)."""
     import os
 
-    out = tmp_path / "gpu.md"
-    code = ("import sys; from poolkit.bench.__main__ import main; "
-            f"sys.exit(main(['--gpu', '--smoke', '--repeat', '1', '--case', 'max 2x2', '--no-torch', "
-            f"'--out', {str(out)!r}]))")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    code = f"import sys; from poolkit.bench.__main__ import main; sys.exit(main({['--gpu', *args, '--out', str(out)]!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
     assert run.returncode == 0, run.stderr
     lines = [ln for ln in out.read_text().splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return header, [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+def test_gpu_table_has_the_copy_columns(tmp_path):
+    """``--gpu`` reports host->device (input) and device->host (output) copy times, the
+    columns lesson 05 reads (``h2d us``, ``d2h us``); here on the simulator."""
+    header, rows = _gpu_cli_on_simulator(['--smoke', '--repeat', '1', '--case', 'max 2x2', '--no-torch'],
+                                         tmp_path / "gpu.md")
     assert "h2d us" in header and "d2h us" in header
-    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert [r["layout"] for r in rows] == ["NCHW", "NHWC"]
     assert all(float(r["h2d us"]) > 0 and float(r["d2h us"]) > 0 for r in rows)
 
@@ -302,20 +306,11 @@ def test_gpu_family_torch_calls_match_poolkit():
 
 
 def test_cli_runs_the_gpu_family_suite_on_the_simulator(tmp_path):
-    """``--gpu --family --smoke`` on the simulator, in a subprocess: the table's rows, and the
-    first batch item of the GPU's results equal to poolkit.cpu's bit for bit."""
-    import os
-
+    """``--gpu --family --smoke`` on the simulator: the table's rows, and the first batch item
+    of the GPU's results equal to poolkit.cpu's bit for bit."""
     out = tmp_path / "gpu_family.md"
-    code = ("import sys; from poolkit.bench.__main__ import main; "
-            "sys.exit(main(['--gpu', '--family', '--smoke', '--repeat', '1', '--case', 'max_pool3d k2', "
-            f"'--case', 'max_unpool2d', '--case', 'NHWC', '--no-torch', '--out', {str(out)!r}]))")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr
-    lines = [ln for ln in out.read_text().splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+    _, rows = _gpu_cli_on_simulator(['--family', '--smoke', '--repeat', '1', '--case', 'max_pool3d k2',
+                                     '--case', 'max_unpool2d', '--case', 'NHWC', '--no-torch'], out)
     assert [r["case"] for r in rows] == ["max_pool3d k2 s2", "max_unpool2d k2", "channels-last: max_pool3d k2 s2 NDHWC",
                                          "channels-last: max_pool2d k3 s2 p1 return_indices NHWC"]
     assert [r["= CPU (batch item 0)"] for r in rows] == ["bitwise"] * 4
