@@ -34,11 +34,12 @@ Beyond PyTorch, ``padding`` may be a string (TensorFlow/Keras semantics):
 
 Adaptive pooling (PyTorch's ``adaptive_*_pool``) splits ``L`` cells into ``out``
 bins ``[floor(i*L/out), ceil((i+1)*L/out))`` (uneven and possibly overlapping):
-:func:`adaptive_bins`, :func:`make_adaptive_geometry`.
+:func:`adaptive_bins`, :func:`make_adaptive_geometry`; :func:`adaptive_blocks` splits a huge output.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import numbers
 import operator
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ __all__ = [
     "window_extents",
     "covering_windows",
     "adaptive_bins",
+    "adaptive_covering",
+    "ADAPTIVE_BLOCK",
+    "adaptive_blocks",
     "AdaptiveGeometry",
     "make_adaptive_geometry",
     "unpool_output_size",
@@ -701,17 +705,21 @@ def covering_windows(start, stop, L: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------ adaptive pooling
-def adaptive_bins(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch's adaptive bins: ``start = floor(i*L/out)``, ``stop = ceil((i+1)*L/out)``.
+def adaptive_bins(L: int, out: int, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive bins: ``start = floor(i*L/out)``, ``stop = ceil((i+1)*L/out)``,
+    for bins ``lo <= i < hi`` (default: all ``out``).
 
     Integer arithmetic only (PyTorch's ``start_index``/``end_index``). Bins are
     uneven when ``out`` does not divide ``L`` and overlap when neither divides.
 
     >>> [a.tolist() for a in adaptive_bins(5, 3)]
     [[0, 1, 3], [2, 4, 5]]
+    >>> [a.tolist() for a in adaptive_bins(5, 3, 1, 3)]
+    [[1, 3], [4, 5]]
     """
+    hi = out if hi is None else hi
     if out * L < 2 ** 62:  # i*L fits in int64 (the usual case); in place: two arrays in all
-        start = np.arange(out, dtype=np.int64)
+        start = np.arange(lo, hi, dtype=np.int64)
         stop = start + 1
         start *= L
         start //= out
@@ -721,10 +729,42 @@ def adaptive_bins(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
         return start, stop
     # i*L would overflow int64: q, r = divmod(L, out) gives i*L/out = i*q + i*r/out, i*r < out**2
     q, r = divmod(L, out)
-    o = np.arange(out, dtype=object)
+    o = np.arange(lo, hi, dtype=object)
     start = (o * q + (o * r) // out).astype(np.int64)
     stop = (-((-(o + 1) * L) // out)).astype(np.int64)
     return start, stop
+
+
+def adaptive_covering(L: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`covering_windows` of the ``out`` adaptive bins of ``L`` cells, without the bins:
+    input cell ``i`` lies in bins ``[floor(i*out/L), ceil((i+1)*out/L))`` -- the adaptive bins
+    of ``out`` cells into ``L``. Input-sized, whatever the output size (an adaptive
+    average's backward to a huge output needs no table of its bins).
+
+    >>> [a.tolist() for a in adaptive_covering(5, 2)]
+    [[0, 0, 0, 1, 1], [1, 1, 2, 2, 2]]
+    """
+    if out == 0:
+        return np.zeros(L, np.int64), np.zeros(L, np.int64)
+    return adaptive_bins(out, L)
+
+
+#: Most bins along one dimension whose ``(start, stop)`` tables one kernel call gets
+#: (1 MiB of int64): an adaptive pooling with a longer output dimension runs in blocks
+#: of it (:func:`adaptive_blocks`), so its tables never grow with the output.
+ADAPTIVE_BLOCK = 2 ** 16
+
+
+def adaptive_blocks(out_size) -> list[tuple[tuple[int, int], ...]]:
+    """The output of an adaptive pooling in blocks of at most :data:`ADAPTIVE_BLOCK` bins per
+    dimension: per block, one ``(o0, o1)`` range per spatial dimension. One block (the whole
+    output) unless a dimension is longer; none for an empty output.
+
+    >>> adaptive_blocks((3, 2 * ADAPTIVE_BLOCK + 1))[-1]
+    ((0, 3), (131072, 131073))
+    """
+    ranges = [[(o, min(o + ADAPTIVE_BLOCK, n)) for o in range(0, n, ADAPTIVE_BLOCK)] for n in out_size]
+    return list(itertools.product(*ranges))
 
 
 @dataclass(frozen=True)
@@ -753,9 +793,10 @@ class AdaptiveGeometry:
         L, out = self.in_size[i], self.out_size[i]
         return (o * L) // out, -((-(o + 1) * L) // out)
 
-    def bins(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(start, stop)`` int64 arrays of the bins along spatial dimension ``i``."""
-        return adaptive_bins(self.in_size[i], self.out_size[i])
+    def bins(self, i: int, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, stop)`` int64 arrays of the bins ``lo <= o < hi`` (default all) along spatial
+        dimension ``i``."""
+        return adaptive_bins(self.in_size[i], self.out_size[i], lo, hi)
 
     def describe(self) -> str:
         return f"{self.op}: input {self.in_size} -> output {self.out_size} (adaptive bins)"

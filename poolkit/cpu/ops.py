@@ -408,30 +408,50 @@ def run_avg_pool(x, g, cl, count_include_pad, override, parallel, omit=False):
     return out
 
 
-def _bins5(ag):
-    """Per-dimension (start, stop) int64 arrays, unit dims first, for the 5-D kernels."""
-    tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - ag.nd)
-    return tables + [ag.bins(i) for i in range(ag.nd)]
+def _adaptive_blocks(ag, x, cl, whole_input=False):
+    """Each block of an adaptive pooling's output (:func:`.geometry.adaptive_blocks`: one block,
+    the whole output, unless an output dimension is longer than ``ADAPTIVE_BLOCK``) as
+    ``(xb, where, tables)``: the part of the batched ``x`` it reads, its index in a batched array
+    of the output's shape and layout, and per spatial dimension its bins' (start, stop) int64
+    tables, in cells of ``xb``.
+
+    ``xb`` is the cells the block's bins cover, so no pass over a whole plane (a NaN check, a
+    column pass) is repeated per block; with ``whole_input`` (indices wanted: they are flat
+    positions in the whole plane) it is all of ``x``."""
+    lead = (slice(None),) * (1 if cl else 2)
+    for ranges in G.adaptive_blocks(ag.out_size):
+        where = lead + tuple(slice(a, b) for a, b in ranges)
+        tables = [ag.bins(i, a, b) for i, (a, b) in enumerate(ranges)]
+        if whole_input or all(b - a == n for (a, b), n in zip(ranges, ag.out_size)):
+            yield x, where, tables
+            continue
+        xb = x[lead + tuple(slice(s[0], e[-1]) for s, e in tables)]
+        for s, e in tables:
+            e -= s[0]
+            s -= s[0]
+        yield xb, where, tables
+
+
+def _tables5(tables):
+    """Per-dimension (start, stop) tables with the unit dimensions' first, for the 5-D kernels."""
+    return [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - len(tables)) + list(tables)
 
 
 def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
     """Adaptive max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
     out = _empty(x, cl, ag.out_size)
     idx = np.empty(out.shape, dtype=np.int64) if want_idx else None
-    if out.size:
-        nd = ag.nd
-        x5, out5 = Lay.to5(x, nd, cl), Lay.to5(out, nd, cl)
-        args = (_NO_INDEX if idx is None else Lay.to5(idx, nd, cl), want_idx,
-                *(t for pair in _bins5(ag) for t in pair), G.max_init(x.dtype, omit))
+    nd, size = ag.nd, max(x.size, out.size)
+    for xb, where, bins in (_adaptive_blocks(ag, x, cl, want_idx) if out.size else ()):
+        x5, out5 = Lay.to5(xb, nd, cl), Lay.to5(out[where], nd, cl)
+        args = (_NO_INDEX if idx is None else Lay.to5(idx[where], nd, cl), want_idx,
+                *(t for pair in _tables5(bins) for t in pair), G.max_init(x.dtype, omit))
         if not cl and not want_idx and _on_columns(x5, out5):
-            _launch_planes(_named("adaptive_max_cf_cols", omit), parallel, max(x.size, out.size), x5, out5,
-                           *args[2:])
+            _launch_planes(_named("adaptive_max_cf_cols", omit), parallel, size, x5, out5, *args[2:])
         elif not cl and _on_lanes(x5):
-            _launch_lanes(_named("adaptive_max_cf_lanes", omit), parallel, max(x.size, out.size), x5, out5,
-                          *args)
+            _launch_lanes(_named("adaptive_max_cf_lanes", omit), parallel, size, x5, out5, *args)
         else:
-            _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel,
-                    max(x.size, out.size))(x5, out5, *args)
+            _kernel(_named("adaptive_max_cl" if cl else "adaptive_max_cf", omit), parallel, size)(x5, out5, *args)
     return out, idx
 
 
@@ -450,16 +470,17 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
         with parallel_slot(_use_parallel(x.size, parallel)) as par:
             KERNELS[(_named("global_sum", omit), par)](x.reshape(out.size, -1), out.reshape(-1), *sizes)
         return out
-    bins = _bins5(ag)
-    sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
-    x5, out5 = Lay.to5(x, ag.nd, cl), Lay.to5(out, ag.nd, cl)
-    if cl:
-        extra = (_count_proto(x.dtype, math.prod(int((b - a).max()) for a, b in bins)),) if omit else ()
-        _kernel(_named("adaptive_avg", omit) + "_cl", parallel, max(x.size, out.size))(
-            x5, out5, *(t for pair in bins for t in pair), *sizes, *extra)
-        return out
-    _launch_planes(_named("adaptive_avg", omit) + "_cf", parallel, max(x.size, out.size), x5, out5,
-                   *(t for pair in bins for t in pair), *sizes)
+    nd, size = ag.nd, max(x.size, out.size)
+    for xb, where, bins in _adaptive_blocks(ag, x, cl):
+        x5, out5, bins = Lay.to5(xb, nd, cl), Lay.to5(out[where], nd, cl), _tables5(bins)
+        sizes = [np.subtract(b, a, out=np.empty(len(a), x.dtype), casting="unsafe") for a, b in bins]
+        if cl:
+            extra = (_count_proto(x.dtype, math.prod(int((b - a).max()) for a, b in bins)),) if omit else ()
+            _kernel(_named("adaptive_avg", omit) + "_cl", parallel, size)(
+                x5, out5, *(t for pair in bins for t in pair), *sizes, *extra)
+        else:
+            _launch_planes(_named("adaptive_avg", omit) + "_cf", parallel, size, x5, out5,
+                           *(t for pair in bins for t in pair), *sizes)
     return out
 
 
@@ -487,9 +508,11 @@ def _divisor_array(g, count_include_pad, override, dtype):
     return div
 
 
-def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):
-    """Gather ``share`` (per output cell) back over the windows given per dimension as (start, stop)."""
-    if all(len(a) == 1 and a[0] <= 0 and b[0] >= L for (a, b), L in zip(starts_stops, in_size)):
+def _spread(share, x_shape, dtype, covering, nd, cl, parallel):
+    """Gather ``share`` (per output cell) back over the windows; ``covering`` gives per dimension
+    the (lo, hi) range of windows over each input cell (:func:`.geometry.covering_windows`)."""
+    if share.size and all(n == 1 for n in Lay.spatial_shape(share.shape, cl)) and all(
+            (lo == 0).all() and (hi == 1).all() for lo, hi in covering):
         # One window over every cell (adaptive pooling to size 1, a global window): each
         # cell gets its plane's share, added to zero as the gather does (-0.0 becomes +0.0).
         gx = np.empty(x_shape, dtype=dtype)
@@ -497,13 +520,17 @@ def _spread(share, x_shape, dtype, starts_stops, in_size, nd, cl, parallel):
         return gx
     gx = np.zeros(x_shape, dtype=dtype)
     if gx.size and share.size:
-        tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - nd)
-        tables += [G.covering_windows(a, b, L) for (a, b), L in zip(starts_stops, in_size)]
+        tables = [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - nd) + list(covering)
         lo_w, hi_w = tables[-1]
         _kernel("avg_gather", parallel, max(gx.size, share.size))(
             Lay.cf5(share, nd, cl), Lay.cf5(gx, nd, cl), *(t for pair in tables for t in pair),
             int((hi_w - lo_w).max()))
     return gx
+
+
+def _covering(spans, in_size):
+    """:func:`.geometry.covering_windows` of every dimension's window spans."""
+    return [G.covering_windows(a, b, L) for (a, b), L in zip(spans, in_size)]
 
 
 def _spread_avg(grad, x, g, cl, count_include_pad, override, parallel):
@@ -519,7 +546,7 @@ def _spread_avg(grad, x, g, cl, count_include_pad, override, parallel):
             _kernel("avg_spread", parallel, gx.size)(Lay.cf5(share, g.nd, cl), Lay.cf5(gx, g.nd, cl), *g3.stride,
                                                      *g3.padding, *g3.kernel)
         return gx
-    return _spread(share, x.shape, x.dtype, G.window_extents(g), g.in_size, g.nd, cl, parallel)
+    return _spread(share, x.shape, x.dtype, _covering(G.window_extents(g), g.in_size), g.nd, cl, parallel)
 
 
 def _valid_counts(x, cl, spans, sizes):
@@ -542,7 +569,7 @@ def _spread_omit(grad, x, div, spans, in_size, nd, cl, parallel):
     """``"omit"`` average backward: ``grad / div`` gathered over the windows; NaN cells get 0."""
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 valid cells: only NaN cells read it
         share = grad / div.astype(x.dtype)  # the forward's divisor, rounded to x's dtype as the forward's
-    gx = _spread(share, x.shape, x.dtype, spans, in_size, nd, cl, parallel)
+    gx = _spread(share, x.shape, x.dtype, _covering(spans, in_size), nd, cl, parallel)
     gx[np.isnan(x)] = 0
     return gx
 
@@ -864,33 +891,34 @@ def _adaptive_avg(op, nd, x, output_size, layout, parallel, nan_policy):
 def _adaptive_avg_backward(op, nd, grad_output, x, output_size, layout, parallel, nan_policy):
     G.check_nan_policy(nan_policy, op)
     x, cl, batched, ag = _adaptive_call(op, nd, x, output_size, layout, False)
-    share = _grad(grad_output, x, ag.out_size, cl, batched, op)
-    bins = [ag.bins(i) for i in range(nd)]
-    if _omits(nan_policy, op, x):
-        valid = _valid_counts(x, cl, bins, ag.in_size)
-        full = np.ones((1,) * nd, np.int64)
-        for i, (start, stop) in enumerate(bins):
-            full = full * (stop - start).reshape((1,) * i + (-1,) + (1,) * (nd - i - 1))
-        lost = valid < full.reshape(Lay.cell_shape(full.shape, cl))
-        if lost.any():  # the forward's rule per bin: one division by the count where a cell was left out
+    grad = _grad(grad_output, x, ag.out_size, cl, batched, op)
+    omit = _omits(nan_policy, op, x) and bool(np.isnan(x).any())  # without NaN no bin loses a cell
+    share = np.empty(grad.shape, x.dtype)
+    for xb, where, bins in (_adaptive_blocks(ag, x, cl) if grad.size else ()):
+        _adaptive_share(grad[where], share[where], bins, cl)
+        if omit:  # the forward's rule per bin: one division by the count where a cell was left out
+            valid = _valid_counts(xb, cl, bins, Lay.spatial_shape(xb.shape, cl))
+            full = np.ones((1,) * nd, np.int64)
+            for i, (start, stop) in enumerate(bins):
+                full = full * (stop - start).reshape((1,) * i + (-1,) + (1,) * (nd - i - 1))
+            lost = valid < full.reshape(Lay.cell_shape(full.shape, cl))
             with np.errstate(divide="ignore", invalid="ignore"):
-                share = np.where(lost, share / valid.astype(x.dtype), _adaptive_share(share, x, ag, cl))
-            gx = _spread(share, x.shape, x.dtype, bins, ag.in_size, nd, cl, parallel)
-            gx[np.isnan(x)] = 0
-            return _results(batched, gx)
-    return _results(batched, _spread(_adaptive_share(share, x, ag, cl), x.shape, x.dtype, bins, ag.in_size,
-                                     nd, cl, parallel))
+                share[where] = np.where(lost, grad[where] / valid.astype(x.dtype), share[where])
+    covering = [G.adaptive_covering(L, O) for L, O in zip(ag.in_size, ag.out_size)]
+    gx = _spread(share, x.shape, x.dtype, covering, nd, cl, parallel)
+    if omit:
+        gx[np.isnan(x)] = 0
+    return _results(batched, gx)
 
 
-def _adaptive_share(share, x, ag, cl):
-    """``grad / kd / kh / kw`` per output cell: PyTorch's adaptive average backward, one bin size
-    after the other."""
-    nd = ag.nd
-    for i in range(nd):  # PyTorch: grad / kd / kh / kw, one bin size after the other
-        start, stop = ag.bins(i)
-        size = (stop - start).astype(x.dtype)
-        share = share / size.reshape((1,) * (i + (1 if cl else 2)) + (-1,) + (1,) * (nd - i - 1 + cl))
-    return share
+def _adaptive_share(grad, share, bins, cl):
+    """``share = grad / kd / kh / kw`` per output cell of a block with the given bins: PyTorch's
+    adaptive average backward, one bin size after the other (in place after the first)."""
+    nd = len(bins)
+    for i, (start, stop) in enumerate(bins):
+        size = (stop - start).astype(share.dtype)
+        size = size.reshape((1,) * (i + (1 if cl else 2)) + (-1,) + (1,) * (nd - i - 1 + cl))
+        np.divide(grad if i == 0 else share, size, out=share)
 
 
 def _lp_call(op, nd, x, norm_type, kernel_size, stride, ceil_mode, layout):
