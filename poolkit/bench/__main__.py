@@ -99,8 +99,9 @@ def _main_gpu(argv):
     p.add_argument("--repeat", type=int, default=25, help="measurements per median (default 25)")
     p.add_argument("--scale", type=float, default=None,
                    help="multiply every batch size by this (default: auto, see --min-mb)")
-    p.add_argument("--min-mb", type=float, default=512,
-                   help="auto scale: each input at least this many MB and 4x the CPU batch (default 512)")
+    p.add_argument("--min-mb", type=float, default=None,
+                   help="auto scale: each input at least this many MB and 4x the CPU batch "
+                        "(default 512; 2048 with --family)")
     p.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--case", action="append", help="only cases whose label contains this (repeatable)")
@@ -123,9 +124,10 @@ def _main_gpu(argv):
     with gpu_bench.launch_config(args.smoke):
         print(f"poolkit GPU benchmark ({'smoke' if args.smoke else 'full'}), {datetime.date.today()}",
               flush=True)
-        rows, info = gpu_bench.run(scale=args.scale, min_mb=args.min_mb, repeat=max(1, args.repeat),
-                                   layouts=_layouts(args.layout), use_torch=not args.no_torch,
-                                   smoke=args.smoke, dtype=args.dtype, only=args.case, log=cases.progress)
+        rows, info = gpu_bench.run(scale=args.scale, min_mb=512 if args.min_mb is None else args.min_mb,
+                                   repeat=max(1, args.repeat), layouts=_layouts(args.layout),
+                                   use_torch=not args.no_torch, smoke=args.smoke, dtype=args.dtype,
+                                   only=args.case, log=cases.progress)
     table = gpu_bench.format_table(rows, info)
     print(table)
     if args.out:
@@ -139,10 +141,9 @@ def _main_gpu_family(args, argv, gpu_bench):
     with gpu_bench.launch_config(args.smoke):
         print(f"poolkit GPU family benchmark ({'smoke' if args.smoke else 'full'}), {datetime.date.today()}",
               flush=True)
-        min_mb = args.min_mb if "--min-mb" in " ".join(argv) else 2048
-        rows, info = gpu_family.run(min_mb=min_mb, scale=args.scale, repeat=max(1, args.repeat),
-                                    use_torch=not args.no_torch, smoke=args.smoke, only=args.case,
-                                    log=cases.progress)
+        rows, info = gpu_family.run(min_mb=2048 if args.min_mb is None else args.min_mb, scale=args.scale,
+                                    repeat=max(1, args.repeat), use_torch=not args.no_torch,
+                                    smoke=args.smoke, only=args.case, log=cases.progress)
     table = gpu_family.format_table(rows, info)
     print(table)
     if args.out:
