@@ -10,7 +10,8 @@
   maximum over a bin's rows, then the bin's columns, and look zero and NaN maxima up
   again in scan order (``adaptive_max_cf_cols``).
 * Adaptive average (channels-first) sums eight planes at a time (``_adaptive_avg_planes8``:
-  a bin at a time where a bin row of the eight planes fits in L1, else row by row);
+  a bin at a time over a table of its cells where the planes are contiguous and a bin row of
+  the eight planes fits in L1, else row by row);
   omit too for runs of eight planes without NaN, other planes four at a time
   (``_adaptive_avg_omit_planes4``); the rest of a piece plane by plane.
 * Adaptive average to size 1 on contiguous channels-first input reduces flat planes
@@ -204,19 +205,28 @@ def test_adaptive_avg_groups_of_planes_match_reference(nd, shape, data, parallel
 
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("policy", ["propagate", "omit"])
-@pytest.mark.parametrize("spatial, out_size, by_bins", [((30, 30), 7, True), ((40, 64), (3, 5), False)])
-def test_adaptive_avg_eight_planes_by_bins_and_by_rows(spatial, out_size, by_bins, policy, parallel):
-    """``_adaptive_avg_planes8`` goes a bin at a time where the tallest bin row of eight
-    planes fits in 16 KiB, else row by row with the partial sums in ``acc8``; both in scan
-    order. 30x30 -> 7: 6 rows x 30 x 8 planes x 4 B = 5.6 KiB; 40x64 -> (3, 5): 14 x 64 x 32
-    = 28 KiB. Two batches of 9 planes: groups of 8 start mid-batch, one plane is left over."""
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize("spatial, out_size, small", [((30, 30), 7, True), ((9, 3, 5), (4, 2, 3), True),
+                                                     ((40, 64), (3, 5), False)])
+def test_adaptive_avg_eight_planes_by_cells_and_by_rows(spatial, out_size, small, contiguous, policy, parallel):
+    """``_adaptive_avg_planes8`` goes a bin at a time over a table of each bin's cells
+    (``_bin_cells``) where the planes are contiguous and the tallest bin row of eight planes
+    fits in 16 KiB, else row by row with the partial sums in ``acc8``; both in scan order.
+    30x30 -> 7: 6 rows x 30 x 8 planes x 4 B = 5.6 KiB; 40x64 -> (3, 5): 14 x 64 x 32 = 28 KiB;
+    a 3-d case (cells over depth too). Two batches of 9 planes: groups of 8 start mid-batch,
+    one plane is left over; the non-contiguous input (a view with the last axis reversed)
+    goes row by row."""
     ag = G.make_adaptive_geometry("t", spatial, out_size)
-    sh, eh = ag.bins(0)
-    assert (int((eh - sh).max()) * spatial[1] * 8 * 4 <= 16384) == by_bins
+    tall = int(np.prod([(e - s).max() for s, e in (ag.bins(i) for i in range(len(spatial) - 1))]))
+    assert (tall * spatial[-1] * 8 * 4 <= 16384) == small
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((2, 9) + spatial) * 10.0 ** rng.integers(-3, 4, (2, 9) + spatial)).astype(np.float32)
-    assert_bitwise(cpu.adaptive_avg_pool2d(x, out_size, parallel=parallel, nan_policy=policy),
-                   R.adaptive_avg_pool2d(x, out_size, nan_policy=policy))
+    if not contiguous:
+        x = x[..., ::-1]
+    assert len(ops._flat_planes(x)) == (18 if contiguous else 0)
+    name = f"adaptive_avg_pool{len(spatial)}d"
+    assert_bitwise(getattr(cpu, name)(x, out_size, parallel=parallel, nan_policy=policy),
+                   getattr(R, name)(x, out_size, nan_policy=policy))
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -437,6 +437,15 @@ def _tables5(tables):
     return [(np.zeros(1, np.int64), np.ones(1, np.int64))] * (3 - len(tables)) + list(tables)
 
 
+def _flat_planes(x5):
+    """``x5`` as (N*C, D*H*W) rows, where it is C-contiguous and its planes have fewer than 2**32
+    cells (the adaptive average kernels' uint32 cell offsets); else a 0-row array."""
+    cells = math.prod(x5.shape[2:])
+    if x5.flags.c_contiguous and cells < 2**32:
+        return x5.reshape(x5.shape[0] * x5.shape[1], cells)
+    return np.empty((0, 1), x5.dtype)
+
+
 def run_adaptive_max_pool(x, ag, cl, want_idx, parallel, omit=False):
     """Adaptive max pooling of a batched array: ``(out, idx)``, ``idx`` None unless ``want_idx``."""
     out = _empty(x, cl, ag.out_size)
@@ -479,7 +488,7 @@ def run_adaptive_avg_pool(x, ag, cl, parallel, omit=False):
             _kernel(_named("adaptive_avg", omit) + "_cl", parallel, size)(
                 x5, out5, *(t for pair in bins for t in pair), *sizes, *extra)
         else:
-            _launch_planes(_named("adaptive_avg", omit) + "_cf", parallel, size, x5, out5,
+            _launch_planes(_named("adaptive_avg", omit) + "_cf", parallel, size, x5, out5, _flat_planes(x5),
                            *(t for pair in bins for t in pair), *sizes)
     return out
 
