@@ -16,7 +16,7 @@ from ._jit import (add_valid_scalar, chunk, njit_pair, omit_mean, omit_row, omit
                    sweep_add_omit, take_max, take_max_next, vmax)
 
 __all__ = ["max_nchw", "max_rows", "max_idx_nchw", "avg_nchw", "avg_omit_nchw", "max_nhwc", "max_idx_nhwc", "avg_nhwc",
-           "avg_nhwc_small", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
+           "avg_nhwc_small", "lp2_nchw", "global_max_flat", "global_sum_flat", "global_sum_omit_flat", "KERNELS"]
 
 
 @njit(inline="always")
@@ -288,6 +288,37 @@ def avg_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, div_h, div_w, override):
                     dh = div_h[oh]
                     for ow in range(OW):
                         out[n, c, oh, ow] = acc[ow] / (dh * div_w[ow])
+
+
+def lp2_nchw(x, out, nchunks, SH, SW, KH, KW, div_h, div_w, K):
+    # ``lp_pool2d`` with ``norm_type=2`` in one pass over ``x``: ``avg_nchw``'s row sweeps
+    # over window rows squared on the way, then ``sqrt(a * K)``. The same operations, in
+    # the same order, as ``(avg_pool2d(x ** 2.0) * K) ** 0.5`` in NumPy: ``x ** 2.0`` is
+    # ``x * x`` (np.power's fast path for a scalar 2.0; np.square on NumPy 1.x) and ``** 0.5``
+    # is np.sqrt. Each window row is squared into a row buffer whose tail stays +0.0
+    # (ceil_mode's overhang; adding +0.0 changes no sum); Lp pooling has no padding.
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    T = max(W, (OW - 1) * SW + KW)
+    for i in prange(nchunks):
+        row = np.zeros((1, T), dtype=out.dtype)
+        acc = np.empty(OW, dtype=out.dtype)
+        p0, p1 = chunk(i, nchunks, N * C)
+        for p in range(p0, p1):
+            n = p // C
+            c = p - n * C
+            for oh in range(OH):
+                acc[:] = 0
+                for kh in range(KH):
+                    ih = oh * SH + kh
+                    if ih < H:
+                        for iw in range(W):
+                            v = x[n, c, ih, iw]
+                            row[0, iw] = v * v
+                        sweep_add(acc, row, 0, OW, SW, KW)
+                dh = div_h[oh]
+                for ow in range(OW):
+                    out[n, c, oh, ow] = np.sqrt(acc[ow] / (dh * div_w[ow]) * K)
 
 
 def avg_omit_nchw(x, out, nchunks, SH, SW, PH, PW, KH, KW, full_h, full_w, in_h, in_w, override, proto):
@@ -926,8 +957,8 @@ for _name, _fn in [
     ("global_max", global_max_flat), ("global_sum", global_sum_flat),
 ]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn)
-#: ``nan_policy="omit"`` averages: NumPy's error model (0/0 is NaN, not an exception).
-for _name, _fn in [("avg_omit_nchw", avg_omit_nchw), ("global_sum_omit", global_sum_omit_flat)]:
+#: ``nan_policy="omit"`` averages and Lp pooling: NumPy's error model (0/0 is NaN, not an exception).
+for _name, _fn in [("avg_omit_nchw", avg_omit_nchw), ("global_sum_omit", global_sum_omit_flat), ("lp2_nchw", lp2_nchw)]:
     KERNELS[(_name, False)], KERNELS[(_name, True)] = njit_pair(_fn, error_model="numpy")
 #: ``nan_policy="omit"``: the max kernels once more, same source, NaN-skipping steps
 #: (:func:`._jit.omit_variant`); run with ``init = NaN`` ("no valid cell yet").

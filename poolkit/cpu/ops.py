@@ -602,8 +602,17 @@ def run_lp_pool(x, p, g, cl, parallel):
     values bit for bit. A NaN stays a NaN at the same cell, but its sign bit may differ:
     which of two NaN operands NumPy's loops return depends on where the cell falls in
     its array (and the kernels' serial and parallel twins already differed there).
+
+    ``p = 2`` on channels-first 1-d and 2-d input (:func:`_lp2_fused`) runs all of it in one
+    kernel, ``lp2_nchw``: the same operations in the same order, one read of ``x``, no buffer.
     """
     out = _empty(x, cl, g.out_size)
+    if _lp2_fused(p, g, cl):
+        if out.size:
+            x4, out4, g2 = (x, out, g) if g.nd == 2 else (Lay.as_2d(x, cl), Lay.as_2d(out, cl), G.with_unit_dims(g, 2))
+            _launch_planes("lp2_nchw", parallel, x.size, x4, out4, *g2.stride, *g2.kernel,
+                           *G.avg_divisors(g2, True, x.dtype), x.dtype.type(math.prod(g.kernel)))
+        return out
     plane, out_plane = _lp_planes(x, cl, g)
     wt = _pow_dtype(x.dtype, p)
     # a plane's x**p (or s*|x|) and pooled plane; 3-d max pooling adds its depth-slice maxima
@@ -628,6 +637,13 @@ def run_lp_pool(x, p, g, cl, parallel):
                     o[...] = (a * K) ** (1.0 / p)
                 del a  # before the next group's
     return out
+
+
+def _lp2_fused(p, g, cl):
+    """Whether :func:`run_lp_pool` runs ``lp2_nchw``: ``p = 2`` on channels-first 1-d or 2-d input
+    with ordinary windows (not :func:`poolkit.geometry.large_window`). Its ``x * x`` is what
+    NumPy's ``x ** 2.0`` runs (np.square on NumPy 1.x, np.power's fast path for a scalar 2.0 on 2.x)."""
+    return p == 2 and not cl and g.nd <= 2 and not G.large_window(g)
 
 
 def run_lp_pool_backward(grad, x, p, g, cl, parallel):
